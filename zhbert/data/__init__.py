@@ -1,0 +1,1 @@
+"""Data preparation: sources, readers, normalisation, filters, segmentation, pinyin, vocabularies, shards."""
