@@ -30,8 +30,8 @@ def cmd_corpus_fetch(args: argparse.Namespace, rest: list[str]) -> None:
 
 
 def cmd_prep(args: argparse.Namespace, rest: list[str]) -> None:
-    from zhbert.data.prep import PrepConfig, run_prep
     from zhbert.config import load
+    from zhbert.data.prep import PrepConfig, run_prep
 
     cfg = load(PrepConfig, args.config, _split_overrides(rest) + _prep_flag_overrides(args))
     run_prep(cfg, rank=args.rank, world_size=args.world_size)
@@ -42,7 +42,7 @@ def _prep_flag_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     if args.inputs:
         out.append("inputs=[" + ", ".join(f'"{p}"' for p in args.inputs) + "]")
-    for flag, key in (("out", "output"), ("vocab", "vocab"), ("num_proc", "num_proc"), ("encoding", "encoding")):
+    for flag, key in (("out", "output"), ("vocab", "vocab"), ("num_proc", "num_proc"), ("encoding", "read.encoding")):
         value = getattr(args, flag)
         if value is not None:
             out.append(f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"')
@@ -56,16 +56,16 @@ def cmd_prep_merge(args: argparse.Namespace, rest: list[str]) -> None:
 
 
 def cmd_vocab_char(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.config import load
     from zhbert.data.prep import PrepConfig, clean_documents
     from zhbert.data.vocab import CharVocab
-    from zhbert.config import load
 
     out = Path(args.out)
     if args.from_vocab_txt:
         vocab = CharVocab.from_vocab_txt(args.from_vocab_txt)
     else:
         cfg = load(PrepConfig, args.config, _split_overrides(rest) + _prep_flag_overrides(args))
-        docs = clean_documents(cfg)
+        docs, _ = clean_documents(cfg)
         vocab = CharVocab.train((d["text"] for d in docs), size=args.size, min_count=args.min_count)
     vocab.save(out)
     print(f"char vocab: {len(vocab)} tokens → {out}/tokenizer.json, {out}/vocab.txt (sha256 {vocab.sha256[:12]})")
@@ -84,6 +84,25 @@ def cmd_vocab_word(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.data.word_view import build_word_view
 
     build_word_view(Path(args.shards), Path(args.vocab), Path(args.out), size=args.size, min_count=args.min_count)
+
+
+def cmd_glyphs(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.config import load
+    from zhbert.data import glyphs
+
+    flags = [f"size={args.size}"] if args.size else []
+    flags += ["fonts=[" + ", ".join(f'"{f}"' for f in args.fonts) + "]"] if args.fonts else []
+    cfg = load(glyphs.GlyphConfig, args.config, _split_overrides(rest) + flags)
+    if args.action == "preview":
+        out = glyphs.render_preview(args.chars, args.out, cfg.font_specs(), cfg.size)
+        print(f"preview: {len(args.chars)} chars × {len(cfg.fonts)} fonts → {out}")
+        return
+    if args.vocab is None:
+        raise ValueError("--vocab is required: a char vocab folder with vocab.txt")
+    table = glyphs.render_glyph_table(glyphs.read_vocab(args.vocab), cfg.font_specs(), cfg.size, progress=True)
+    table.save(args.out)
+    print(glyphs.coverage_report(table.meta))
+    print(f"→ {args.out}/glyphs.npy + glyphs.json")
 
 
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> None:
@@ -145,6 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     word.add_argument("--size", type=int, default=30000, help="multi-char words kept, most frequent first")
     word.add_argument("--min-count", type=int, default=3)
     word.set_defaults(func=cmd_vocab_word)
+
+    def glyph_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", type=Path, default=None, help="TOML delta over the GlyphConfig defaults")
+        sp.add_argument("--size", type=int, default=None, help="canvas side in pixels (config: size)")
+        sp.add_argument("--fonts", nargs="+", default=None,
+                        help="fonts/manifest.json names, in table order (config: fonts)")
+
+    glyphs = verbs.add_parser("glyphs", help="the char vocab drawn in every font: uint8 [vocab, fonts, size, size]",
+                              epilog="Overrides: --section.key=value, e.g. --fallback.xingkai='[\"song\"]'")
+    glyph_flags(glyphs)
+    glyphs.add_argument("--vocab", type=Path, default=None, help="char vocab folder (vocab.txt)")
+    glyphs.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "glyphs")
+    glyphs.set_defaults(func=cmd_glyphs, action=None)
+    glyph_verbs = glyphs.add_subparsers(dest="action", metavar="[preview]")
+    preview = glyph_verbs.add_parser("preview", help="a PNG grid of some characters, one row per font")
+    glyph_flags(preview)
+    preview.add_argument("--chars", required=True, help="the characters to show, e.g. 中国龍书骨")
+    preview.add_argument("--out", type=Path, required=True, help="the PNG to write")
 
     demo = verbs.add_parser("demo", help="the whole job on the embedded corpus: fetch → prep → vocab → …")
     demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)

@@ -1,0 +1,299 @@
+"""The prep pipeline: input files → clean documents → packed char-view shards with a manifest.
+
+Two stages, each keyed by a hash of what determines its output, so a re-run skips finished work:
+
+1. **clean** (one process, streaming): read → normalise → filter (empty, too short, too few hanzi,
+   excluded, duplicate). Writes ``clean-<hash>.arrow``: the documents every later step sees.
+2. **encode** (``num_proc`` workers, one task per shard): sentences → jieba words → char ids,
+   word ids, pinyin ids → packed sequences. Each shard is written atomically, so a run killed at any
+   moment and re-run produces the same files as an uninterrupted one.
+
+With ``--rank/--world-size`` each machine takes every world_size-th input file and writes its own
+``part-RRRR-of-WWWW`` folder; `zhbert prep-merge` (automatic when world_size is 1) joins them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+
+from zhbert.config import config_hash, to_dict
+from zhbert.data.encode import DocumentEncoder, PackConfig, describe
+from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
+from zhbert.data.pinyin import PinyinVocab
+from zhbert.data.readers import (
+    InputError,
+    ReadConfig,
+    detect_encoding,
+    expand_inputs,
+    layout_of,
+    read_documents,
+)
+from zhbert.data.segment import SegmentConfig, Segmenter
+from zhbert.data.shards import (
+    CHAR_VIEW,
+    MANIFEST,
+    finalize_folder,
+    merge_ranks,
+    part_name,
+    read_json,
+    sha256_file,
+    write_arrow,
+    write_json,
+)
+from zhbert.data.tally import Tally
+from zhbert.data.text import NormalizeConfig, Normalizer
+from zhbert.data.vocab import CharVocab
+
+FORMAT = "zhbert.char_view/1"
+
+
+@dataclass
+class PrepConfig:
+    """Everything `zhbert prep` does; configs/data/*.toml are deltas over these defaults."""
+
+    inputs: list[str] = field(default_factory=list)
+    """Input files or folders: .txt, .jsonl, .parquet, or a datasets folder."""
+    output: str = "data/shards"
+    """Shard folder (created)."""
+    vocab: str = "data/vocab"
+    """Folder with the char vocab (tokenizer.json) and the pinyin vocab (pinyin_vocab.txt)."""
+    num_proc: int = 1
+    """Worker processes for the encode stage (does not change the output)."""
+    shard_chars: int = 2_000_000
+    """Characters of clean text per shard (and per worker task)."""
+    on_bad_file: Literal["error", "skip"] = "error"
+    """A file that is not text (binary, unknown encoding): stop with an error, or skip it and list it
+    under refused_files in the manifest."""
+    read: ReadConfig = field(default_factory=ReadConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    pack: PackConfig = field(default_factory=PackConfig)
+
+
+def _my_inputs(cfg: PrepConfig, rank: int, world_size: int) -> list[Path]:
+    if not cfg.inputs:
+        raise ValueError("no inputs: give files or folders on the command line or set inputs in the config")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"--rank {rank} is outside --world-size {world_size}")
+    files = expand_inputs(cfg.inputs)
+    if len(files) < world_size:
+        raise ValueError(f"{len(files)} input file(s) cannot be shared by {world_size} ranks; split them first")
+    return files[rank::world_size]
+
+
+def _check_inputs(files: list[Path], cfg: PrepConfig) -> tuple[list[Path], list[dict[str, str]]]:
+    """Refuse what is not text before any work starts (or list it, with on_bad_file = skip)."""
+    good, refused = [], []
+    for path in files:
+        try:
+            if layout_of(path) in ("txt", "jsonl") and not cfg.read.encoding:
+                with open(path, "rb") as f:
+                    detect_encoding(path, f.read(1 << 16))
+            good.append(path)
+        except InputError as e:
+            if cfg.on_bad_file == "error":
+                raise
+            refused.append({"path": str(path), "reason": str(e)})
+    return good, refused
+
+
+def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tuple[Any, dict[str, Any]]:
+    """Stage 1, cached: this rank's normalised, filtered documents (a memory-mapped Dataset) and the
+    stage's statistics (tally, inputs with sha256, refused files)."""
+    import datasets
+
+    files = _my_inputs(cfg, rank, world_size)
+    files, refused = _check_inputs(files, cfg)
+    inputs = [{"path": str(p), "sha256": sha256_file(p) if p.is_file() else _folder_hash(p)} for p in files]
+    key = config_hash(cfg.read, cfg.normalize, cfg.filter, inputs,
+                      [sha256_file(Path(p)) for p in cfg.filter.exclude])
+    part = Path(cfg.output) / part_name(rank, world_size)
+    arrow, stats = part / f"clean-{key}.arrow", part / f"clean-{key}.json"
+    if not (arrow.exists() and stats.exists()):
+        part.mkdir(parents=True, exist_ok=True)
+        for stale in part.glob("clean-*"):
+            stale.unlink()
+        normalize = Normalizer(cfg.normalize)
+        keep = DocumentFilter(cfg.filter, read_exclusions(cfg.filter.exclude, normalize))
+        tally = Tally()
+        cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
+        for i, path in enumerate(files):
+            docs = read_documents(path, cfg.read, tally)
+            for doc in tqdm(docs, desc=f"clean {path.name}", unit=" docs", leave=False, mininterval=1):
+                tally.add("documents_in")
+                text = normalize(doc["text"])
+                if reason := keep.reason(text):
+                    tally.drop(reason, doc["id"])
+                    continue
+                tally.add("documents_kept")
+                cols["id"].append(doc["id"])
+                cols["text"].append(text)
+                cols["source"].append(doc["source"])
+                cols["chars"].append(len(text) - text.count(" "))
+            inputs[i]["documents_in"] = tally.counts["documents_in"] - sum(
+                f.get("documents_in", 0) for f in inputs[:i])
+        features = datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"),
+                                      "source": datasets.Value("string"), "chars": datasets.Value("int64")})
+        write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
+        write_arrow(arrow, cols, features)
+    return datasets.Dataset.from_file(str(arrow)), read_json(stats)
+
+
+def _folder_hash(folder: Path) -> str:
+    """A datasets folder's identity: the hashes of its files, in name order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + bytes.fromhex(sha256_file(p)))
+    return h.hexdigest()
+
+
+# ---- stage 2: encode, one task per shard; the encoder is built once per worker process ----
+
+_ENCODERS: dict[str, DocumentEncoder] = {}
+
+
+def _encoder(cfg: PrepConfig) -> DocumentEncoder:
+    key = config_hash(cfg.vocab, cfg.segment, cfg.pack)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = DocumentEncoder(CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab),
+                                         Segmenter(cfg.segment), cfg.pack)
+    return _ENCODERS[key]
+
+
+def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: int, end: int,
+                  key: str) -> dict[str, Any]:
+    """Encode documents [start, end) into ``data-<index>.arrow`` unless a finished copy exists."""
+    import pyarrow as pa
+
+    out, stats_path = part / f"data-{index:05d}.arrow", part / f"data-{index:05d}.json"
+    if out.exists() and stats_path.exists():
+        stats = read_json(stats_path)
+        if stats["key"] == key:
+            return stats
+    encoder = _encoder(cfg)
+    with pa.memory_map(clean) as source:
+        table = pa.ipc.open_stream(source).read_all().slice(start, end - start)
+    ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
+    tally = Tally()
+    cols: dict[str, list] = {"input_ids": [], "word_ids": [], "pinyin_ids": [], "doc_id": []}
+    for doc_id, text in zip(ids, texts):
+        for input_ids, word_ids, pinyin_ids in encoder.document(text, tally):
+            cols["input_ids"].append(input_ids)
+            cols["word_ids"].append(word_ids)
+            cols["pinyin_ids"].append(pinyin_ids)
+            cols["doc_id"].append(doc_id)
+    unk = encoder.vocab.unk_id
+    tally.add("sequences", len(cols["input_ids"]))
+    tally.add("tokens", sum(map(len, cols["input_ids"])))
+    tally.add("unk_tokens", sum(s.count(unk) for s in cols["input_ids"]))
+    tally.add("words", sum(w[-2] + 1 for w in cols["word_ids"] if len(w) > 2))
+    stats = {"key": key, "file": out.name, "documents": end - start, **tally.to_dict()}
+    write_json(stats_path, stats)
+    write_arrow(out, cols, CHAR_VIEW)
+    return stats
+
+
+def _shard_plan(chars: list[int], shard_chars: int) -> list[tuple[int, int]]:
+    plan, start, acc = [], 0, 0
+    for i, n in enumerate(chars):
+        acc += n
+        if acc >= shard_chars:
+            plan.append((start, i + 1))
+            start, acc = i + 1, 0
+    if start < len(chars):
+        plan.append((start, len(chars)))
+    return plan
+
+
+def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """Run both stages for this rank; returns the (merged, when world_size is 1) manifest."""
+    t0 = time.perf_counter()
+    vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
+    docs, clean_stats = clean_documents(cfg, rank, world_size)
+    semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output", "inputs", "vocab")}
+    key = config_hash(semantic, clean_stats["inputs"], vocab.sha256, pinyin.sha256)
+    output = Path(cfg.output)
+    top = output / MANIFEST
+    if world_size == 1 and top.exists() and read_json(top)["config_hash"] == key:
+        manifest = read_json(top)
+        print_summary(manifest, output, time.perf_counter() - t0, up_to_date=True)
+        return manifest
+
+    part = output / part_name(rank, world_size)
+    if docs.num_rows:
+        example = DocumentEncoder(vocab, pinyin, Segmenter(cfg.segment), cfg.pack).document(docs[0]["text"], Tally())
+        print("example │", describe(example[0], vocab, pinyin))
+    chars = docs.data.column("chars").to_pylist()
+    plan = _shard_plan(chars, cfg.shard_chars)
+    clean_file = docs.cache_files[0]["filename"]
+    for stale in part.glob("data-*"):
+        if int(stale.name[5:10]) >= len(plan):
+            stale.unlink()
+    tally = Tally.from_dict(clean_stats["tally"])
+    shard_stats: list[dict[str, Any]] = [{}] * len(plan)
+    total_chars = sum(chars)
+    bar = tqdm(total=total_chars, desc=f"encode ({cfg.num_proc} proc)", unit=" chars", unit_scale=True)
+    tasks = [(cfg, clean_file, part, i, s, e, key) for i, (s, e) in enumerate(plan)]
+    if cfg.num_proc <= 1:
+        for task in tasks:
+            shard_stats[task[3]] = _encode_shard(*task)
+            bar.update(sum(chars[task[4]:task[5]]))
+    else:
+        with ProcessPoolExecutor(cfg.num_proc, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_encode_shard, *task): task for task in tasks}
+            for fut in as_completed(futures):
+                task = futures[fut]
+                shard_stats[task[3]] = fut.result()
+                bar.update(sum(chars[task[4]:task[5]]))
+    bar.close()
+    for s in shard_stats:
+        tally.merge(s)
+    counts = dict(tally.counts)
+    counts["chars"] = total_chars
+    dropped = tally.dropped
+    manifest = {
+        "format": FORMAT, "config_hash": key, "config": to_dict(cfg), "rank": rank, "world_size": world_size,
+        "vocab": {"char_sha256": vocab.sha256, "char_size": len(vocab),
+                  "pinyin_sha256": pinyin.sha256, "pinyin_size": len(pinyin)},
+        "inputs": clean_stats["inputs"], "refused_files": clean_stats["refused_files"],
+        "counts": {k: v for k, v in sorted(counts.items()) if not k.startswith("dropped.")} | {"dropped": dropped},
+        "drop_examples": tally.to_dict()["examples"],
+        "shards": [{"file": s["file"], "documents": s["documents"], "sequences": s["counts"].get("sequences", 0),
+                    "tokens": s["counts"].get("tokens", 0)} for s in shard_stats],
+    }
+    finalize_folder(part, [s["file"] for s in manifest["shards"]], CHAR_VIEW, manifest)
+    if world_size == 1:
+        manifest = merge_ranks(output)
+    print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0)
+    return manifest
+
+
+def print_summary(manifest: dict[str, Any], folder: Path, seconds: float, up_to_date: bool = False) -> None:
+    c = manifest["counts"]
+    lines = [
+        f"prep {'(up to date, nothing redone)' if up_to_date else 'done'} in {seconds:.1f}s"
+        + ("" if up_to_date else f" — {c['chars'] / max(seconds, 1e-9) / 1e3:,.0f}k chars/s"),
+        f"  inputs     {len(manifest['inputs'])} file(s)"
+        + (f", {len(manifest['refused_files'])} REFUSED" if manifest["refused_files"] else ""),
+        f"  documents  {c['documents_in']:,} in = {c.get('documents_kept', 0):,} kept"
+        + "".join(f" + {n:,} {r}" for r, n in c["dropped"].items()),
+        f"  text       {c['chars']:,} chars, {c.get('sentences', 0):,} sentences, {c.get('words', 0):,} words",
+        f"  sequences  {c.get('sequences', 0):,} ({c.get('tokens', 0):,} tokens, "
+        f"{c.get('unk_tokens', 0) / max(c.get('tokens', 1), 1):.3%} [UNK], "
+        f"{c.get('long_sentences_cut', 0):,} long sentences cut)",
+        f"  shards     {len(manifest['shards'])} → {folder}",
+    ]
+    for r in manifest["refused_files"]:
+        lines.append(f"  refused    {r['reason']}")
+    print("\n".join(lines))

@@ -1,0 +1,128 @@
+"""Shards on disk: Arrow files written atomically, a manifest, and a folder `datasets` memory-maps.
+
+A shard folder is what ``datasets.save_to_disk`` writes (``state.json``, ``dataset_info.json``, Arrow
+files), so ``datasets.load_from_disk(folder)`` opens it without copying; ``manifest.json`` beside
+them is written last and says where every document went. Several machines (``--rank/--world-size``)
+each write a ``part-RRRR-of-WWWW`` folder of their own; `merge_ranks` joins them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from datasets import Features, List, Value
+
+CHAR_VIEW = Features({
+    "input_ids": List(Value("int32")),
+    "word_ids": List(Value("int32")),
+    "pinyin_ids": List(Value("int16")),
+    "doc_id": Value("string"),
+})
+WORD_VIEW = Features({
+    "input_ids": List(Value("int32")),
+    "word_ids": List(Value("int32")),
+    "doc_id": Value("string"),
+})
+MANIFEST = "manifest.json"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write-then-rename: a reader (or a crash) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_arrow(path: Path, columns: dict[str, list], features: Features) -> None:
+    """One Arrow stream file in the layout `datasets` memory-maps, renamed into place when complete."""
+    from datasets.arrow_writer import ArrowWriter
+
+    tmp = path.with_name(path.name + ".tmp")
+    writer = ArrowWriter(features=features, path=str(tmp))
+    writer.write_batch(columns)
+    writer.finalize()
+    writer.close()
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def part_name(rank: int, world_size: int) -> str:
+    return f"part-{rank:04d}-of-{world_size:04d}"
+
+
+def finalize_folder(folder: Path, data_files: list[str], features: Features, manifest: dict[str, Any]) -> None:
+    """Make ``folder`` loadable with ``datasets.load_from_disk``; the manifest goes last."""
+    info = {"citation": "", "description": "zhbert shards; see manifest.json",
+            "features": features.to_dict(), "homepage": "", "license": ""}
+    write_json(folder / "dataset_info.json", info)
+    write_json(folder / "state.json", {
+        "_data_files": [{"filename": f} for f in data_files],
+        "_fingerprint": manifest["config_hash"], "_format_columns": None, "_format_kwargs": {},
+        "_format_type": None, "_output_all_columns": False, "_split": None})
+    write_json(folder / MANIFEST, manifest)
+
+
+def merge_ranks(folder: Path) -> dict[str, Any]:
+    """Join the part manifests of every rank into one manifest and one loadable folder."""
+    parts = sorted(folder.glob("part-*-of-*/" + MANIFEST))
+    if not parts:
+        raise FileNotFoundError(f"{folder}: no part-*/manifest.json to merge (did every rank finish?)")
+    manifests = [read_json(p) for p in parts]
+    world = {m["world_size"] for m in manifests}
+    hashes = {m["config_hash"] for m in manifests}
+    if len(world) != 1 or len(hashes) != 1:
+        raise ValueError(f"{folder}: parts come from different runs (world sizes {world}, configs {hashes})")
+    world_size = world.pop()
+    ranks = sorted(m["rank"] for m in manifests)
+    if ranks != list(range(world_size)):
+        missing = sorted(set(range(world_size)) - set(ranks))
+        raise ValueError(f"{folder}: ranks {missing} of {world_size} have not finished")
+    merged = {k: manifests[0][k] for k in ("format", "config_hash", "config", "vocab", "world_size")}
+    merged["inputs"] = [i for m in manifests for i in m["inputs"]]
+    merged["refused_files"] = [i for m in manifests for i in m["refused_files"]]
+    counts: dict[str, Any] = {}
+    for m in manifests:
+        for k, v in m["counts"].items():
+            if isinstance(v, dict):
+                sub = counts.setdefault(k, {})
+                for kk, vv in v.items():
+                    sub[kk] = sub.get(kk, 0) + vv
+            else:
+                counts[k] = counts.get(k, 0) + v
+    merged["counts"] = counts
+    merged["drop_examples"] = {}
+    for m in manifests:
+        for reason, where in m["drop_examples"].items():
+            merged["drop_examples"].setdefault(reason, []).extend(where)
+    merged["shards"] = [dict(s, file=f"{part_name(m['rank'], world_size)}/{s['file']}")
+                        for m in manifests for s in m["shards"]]
+    features = Features.from_dict(read_json(parts[0].parent / "dataset_info.json")["features"])
+    finalize_folder(folder, [s["file"] for s in merged["shards"]], features, merged)
+    return merged
+
+
+def load_shards(folder: str | Path):
+    """The shards as one memory-mapped `datasets.Dataset` (no copy)."""
+    import datasets
+
+    folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        raise FileNotFoundError(f"{folder}: no {MANIFEST}; not a finished zhbert shard folder")
+    return datasets.load_from_disk(str(folder))
