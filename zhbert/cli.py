@@ -99,7 +99,8 @@ def cmd_glyphs(args: argparse.Namespace, rest: list[str]) -> None:
         return
     if args.vocab is None:
         raise ValueError("--vocab is required: a char vocab folder with vocab.txt")
-    table = glyphs.render_glyph_table(glyphs.read_vocab(args.vocab), cfg.font_specs(), cfg.size, progress=True)
+    tokens = glyphs.read_vocab(args.vocab)
+    table = glyphs.render_glyph_table(tokens, cfg.font_specs(), cfg.size, progress=True)
     table.save(args.out)
     print(glyphs.coverage_report(table.meta))
     print(f"→ {args.out}/glyphs.npy + glyphs.json")
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--fonts", nargs="+", default=None,
                         help="fonts/manifest.json names, in table order (config: fonts)")
 
-    glyphs = verbs.add_parser("glyphs", help="the char vocab drawn in every font: uint8 [vocab, fonts, size, size]",
+    glyphs = verbs.add_parser("glyphs", help="the char vocab drawn in every font: uint8 [V, F, size, size]",
                               epilog="Overrides: --section.key=value, e.g. --fallback.xingkai='[\"song\"]'")
     glyph_flags(glyphs)
     glyphs.add_argument("--vocab", type=Path, default=None, help="char vocab folder (vocab.txt)")
