@@ -1,0 +1,99 @@
+"""The model's one typed config. Defaults are BERT-base with the char embedding; configs/model/*.toml
+are short deltas over it, loaded with ``zhbert.config.load(ModelConfig, path, overrides)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from zhbert.config import ConfigError
+
+EmbeddingKind = Literal["char", "word", "fusion"]
+
+
+@dataclass
+class ModelConfig:
+    embedding: EmbeddingKind = "char"
+    """Which input embedding feeds the trunk: char ids, word ids (word-level baseline) or
+    char ‖ glyph ‖ pinyin fusion (ChineseBERT-style). The trunk and heads are the same for all."""
+
+    vocab_size: int = 21128
+    """Rows of the char vocab (the tokenizer's). Glyph table rows must match."""
+    word_vocab_size: int = 0
+    """Rows of the word vocab: the char vocab first, unchanged, then multi-char words. Only the
+    word embedding uses it, and then it must be larger than ``vocab_size``."""
+    pinyin_vocab_size: int = 0
+    """Rows of the pinyin vocab ([PAD], [UNK], [MASK], then toned syllables). Fusion only; the
+    letter table handed to the model must have this many rows."""
+
+    hidden_size: int = 768
+    """Width H of the trunk."""
+    num_layers: int = 12
+    """Transformer blocks applied (also when they share one set of weights)."""
+    num_heads: int = 12
+    """Attention heads; ``hidden_size`` must divide by it."""
+    intermediate_size: int = 3072
+    """Width of the MLP inside each block."""
+    max_position: int = 512
+    """Learned absolute positions: the longest sequence the model takes."""
+    type_vocab_size: int = 2
+    """Segment ids (sentence A / B) for pair tasks."""
+    hidden_dropout: float = 0.1
+    """Dropout on embeddings, residual branches and classifier inputs."""
+    attention_dropout: float = 0.1
+    """Dropout on attention probabilities."""
+    layer_norm_eps: float = 1e-12
+    """BERT's epsilon; kept so Hugging Face weights give the same numbers."""
+    pre_ln: bool = False
+    """False: post-LN as in BERT (needed for HF parity). True: pre-LN blocks and a final LayerNorm,
+    which trains more stably at high learning rates and depth."""
+    initializer_range: float = 0.02
+    """Std of the normal init of every weight matrix and embedding (BERT)."""
+
+    embedding_size: int | None = None
+    """ALBERT-style factorised embedding width E < H: token tables are V×E, projected to H, and the
+    tied MLM decoder works in E. None: E = H, no projection."""
+    share_layers: bool = False
+    """ALBERT-style cross-layer sharing: one block's weights applied ``num_layers`` times."""
+
+    num_fonts: int = 3
+    """Fonts in the glyph table (second axis of the uint8 [V, fonts, S, S] table)."""
+    glyph_size: int = 24
+    """Glyph bitmap side S in pixels."""
+    glyph_net: Literal["cnn", "linear"] = "cnn"
+    """Trainable net from a char's glyph bitmaps to a feature: a small CNN, or a linear projection
+    of the flattened pixels as in ChineseBERT."""
+    glyph_channels: int = 32
+    """Channels of the first glyph CNN layer (the second has twice as many)."""
+    glyph_trainable: bool = False
+    """Make the glyph table itself a trainable parameter (ChineseBERT's choice) instead of a fixed
+    uint8 buffer; for comparison only: it adds V·fonts·S² parameters."""
+    pinyin_max_letters: int = 7
+    """Letters per syllable in the letter table (a-z plus a tone digit 1-5; ü written v)."""
+    pinyin_channels: int = 128
+    """Width of the letter embeddings, the input channels of the pinyin CNN (its output is E)."""
+
+    pair_head: Literal["none", "nsp", "sop"] = "none"
+    """Sentence-pair objective trained next to MLM: none, next-sentence or sentence-order
+    prediction (same 2-way head on [CLS]; the collator makes the labels)."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
+        if self.embedding == "word" and self.word_vocab_size <= self.vocab_size:
+            raise ConfigError(f"embedding='word' needs word_vocab_size > vocab_size ({self.vocab_size}): "
+                              "the word vocab is the char vocab followed by multi-char words")
+        if self.embedding == "fusion" and self.pinyin_vocab_size < 1:
+            raise ConfigError("embedding='fusion' needs pinyin_vocab_size (rows of pinyin_vocab.txt)")
+        if self.embedding_size is not None and not 0 < self.embedding_size <= self.hidden_size:
+            raise ConfigError(f"embedding_size must be in 1..hidden_size, got {self.embedding_size}")
+
+    @property
+    def emb_dim(self) -> int:
+        """E: width of token tables and of the tied MLM decoder."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def token_vocab_size(self) -> int:
+        """Rows of the token table the input ids (and MLM labels) index."""
+        return self.word_vocab_size if self.embedding == "word" else self.vocab_size

@@ -1,0 +1,192 @@
+"""Input embeddings, one class per ``ModelConfig.embedding`` value; each returns (B, T, H).
+
+- char:   token + learned position + segment → LayerNorm → dropout (BERT; HF-compatible names).
+- word:   the same over the word vocab (char vocab first, then multi-char words).
+- fusion: char ‖ glyph ‖ pinyin → Linear(3E → H), + position + segment → LayerNorm → dropout
+          (ChineseBERT). Glyph features come from a fixed uint8 table through a small trainable net,
+          pinyin features from a CNN over the letters of each syllable.
+
+Glyph and pinyin features depend only on the char id and the pinyin id, so they are computed once
+per distinct id in the batch, never per token, and gathered. The fusion Linear over the
+concatenation is split into its three column blocks (W [c‖g‖p] = W_c c + W_g g + W_p p), which
+lets each block also run per distinct id: per token only a gather and two adds remain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zhbert.model.config import ModelConfig
+
+# Pinyin letter ids: 0 pads a syllable, then a-z, tone digits 1-5, and one symbol each for the
+# [UNK] and [MASK] pinyin entries so that they get features of their own. [PAD] (non-hanzi tokens
+# and padding) is spelt with no letters at all.
+PINYIN_LETTERS = ["<pad>", *"abcdefghijklmnopqrstuvwxyz", *"12345", "[UNK]", "[MASK]"]
+_LETTER_ID = {c: i for i, c in enumerate(PINYIN_LETTERS)}
+_SYLLABLE = re.compile(r"[a-z]+[1-5]")
+
+
+def spell_pinyin(syllables: Sequence[str], max_letters: int = 7) -> torch.Tensor:
+    """The pinyin vocab (line i of pinyin_vocab.txt = id i) → letter ids, LongTensor (P, max_letters).
+
+    Syllables are lowercase toned pinyin (``zhong1``, ``lv4``, neutral tone ``de5``); the specials
+    ``[PAD]``, ``[UNK]``, ``[MASK]`` are recognised by name. Anything else is an error, so a vocab
+    written in another convention (tone marks, ü) fails here rather than training on garbage.
+    """
+    table = torch.zeros(len(syllables), max_letters, dtype=torch.long)
+    for i, s in enumerate(syllables):
+        if s == "[PAD]":
+            continue
+        if s in ("[UNK]", "[MASK]"):
+            table[i, 0] = _LETTER_ID[s]
+        elif _SYLLABLE.fullmatch(s) and len(s) <= max_letters:
+            table[i, : len(s)] = torch.tensor([_LETTER_ID[c] for c in s])
+        else:
+            raise ValueError(f"pinyin vocab entry {i} {s!r} is not a toned syllable like 'zhong1' "
+                             f"(a-z, ü as v, tone 1-5, at most {max_letters} characters)")
+    return table
+
+
+class CharEmbeddings(nn.Module):
+    """BERT embeddings over the char vocab; with E < H (ALBERT) the sum is projected to H."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        E = cfg.emb_dim
+        self.tokens = nn.Embedding(cfg.token_vocab_size, E)
+        self.positions = nn.Embedding(cfg.max_position, E)
+        self.segments = nn.Embedding(cfg.type_vocab_size, E)
+        self.ln = nn.LayerNorm(E, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.project = nn.Linear(E, cfg.hidden_size) if E != cfg.hidden_size else nn.Identity()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B, T) → (B, T, H). ``pinyin_ids`` is accepted and unused, so every kind is
+        called the same way."""
+        T = input_ids.shape[1]
+        x = self.tokens(input_ids) + self.positions.weight[:T]  # (B, T, E)
+        x = x + (self.segments(token_type_ids) if token_type_ids is not None else self.segments.weight[0])
+        return self.project(self.dropout(self.ln(x)))  # (B, T, H)
+
+
+class WordEmbeddings(CharEmbeddings):
+    """The word-level baseline: the same embedding over ``word_vocab_size`` ids (ModelConfig picks
+    the table size); ids below ``vocab_size`` are the chars, so OOV words fall back to chars."""
+
+
+class GlyphCNN(nn.Module):
+    """A char's [fonts, S, S] bitmaps → E: a 4×4 stride-4 patch convolution (as a ViT patch
+    embedding: 24 px → 6×6 patches), a 3×3 stride-2 convolution, then a linear map. Patch-sized
+    strides keep it at ~0.7 MFLOP per glyph, so it adds little to a step even run per distinct char."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c = cfg.glyph_channels
+        side = ((cfg.glyph_size - 4) // 4) // 2 + 1  # side after both convolutions
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.num_fonts, c, kernel_size=4, stride=4), nn.GELU(),  # (N, c, S/4, S/4)
+            nn.Conv2d(c, 2 * c, kernel_size=3, stride=2, padding=1), nn.GELU(),  # (N, 2c, S/8, S/8)
+            nn.Flatten(),
+            nn.Linear(2 * c * side * side, cfg.emb_dim),
+        )
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (N, fonts, S, S) in [0, 1] → (N, E)."""
+        return self.net(pixels)
+
+
+class GlyphLinear(nn.Module):
+    """ChineseBERT's glyph map: the flattened bitmaps of all fonts, one linear layer to E."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cfg.num_fonts * cfg.glyph_size ** 2, cfg.emb_dim)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.proj(pixels.flatten(1))  # (N, fonts·S·S) → (N, E)
+
+
+GLYPH_NETS: dict[str, type[nn.Module]] = {"cnn": GlyphCNN, "linear": GlyphLinear}
+
+
+class PinyinCNN(nn.Module):
+    """ChineseBERT's pinyin map: letter embeddings, a width-2 convolution, max over the letters."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.letters = nn.Embedding(len(PINYIN_LETTERS), cfg.pinyin_channels)
+        self.conv = nn.Conv1d(cfg.pinyin_channels, cfg.emb_dim, kernel_size=2)
+
+    def forward(self, spelt: torch.Tensor) -> torch.Tensor:
+        """spelt (N, L) letter ids → (N, E)."""
+        x = self.letters(spelt).transpose(1, 2)  # (N, C, L)
+        return self.conv(x).amax(dim=2)  # (N, E, L-1) → (N, E)
+
+
+class FusionEmbeddings(nn.Module):
+    """char ‖ glyph ‖ pinyin → Linear(3E → H), + position + segment → LayerNorm → dropout.
+
+    ``glyphs``: uint8 [vocab_size, num_fonts, S, S] (``GlyphTable.pixels``), row i = char id i.
+    ``pinyin_letters``: ``spell_pinyin(pinyin_vocab)``, [pinyin_vocab_size, pinyin_max_letters].
+    Both are persistent buffers, so the export folder carries them; with ``glyph_trainable`` the
+    glyph table becomes a float parameter instead (ChineseBERT), for comparison.
+    """
+
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray,
+                 pinyin_letters: torch.Tensor) -> None:
+        super().__init__()
+        E, H = cfg.emb_dim, cfg.hidden_size
+        glyphs = torch.as_tensor(glyphs)
+        want = (cfg.vocab_size, cfg.num_fonts, cfg.glyph_size, cfg.glyph_size)
+        if tuple(glyphs.shape) != want:
+            raise ValueError(f"glyph table has shape {tuple(glyphs.shape)}, config wants {want}")
+        want = (cfg.pinyin_vocab_size, cfg.pinyin_max_letters)
+        if tuple(pinyin_letters.shape) != want:
+            raise ValueError(f"pinyin letter table has shape {tuple(pinyin_letters.shape)}, config wants {want}")
+        if glyphs.dtype == torch.uint8:
+            glyphs = glyphs.float() / 255 if cfg.glyph_trainable else glyphs
+        elif not cfg.glyph_trainable:
+            raise ValueError(f"the fixed glyph table must be uint8, got {glyphs.dtype}")
+        if cfg.glyph_trainable:
+            self.glyphs = nn.Parameter(glyphs.float())
+        else:
+            self.register_buffer("glyphs", glyphs)
+        self.register_buffer("pinyin_letters", pinyin_letters.long())
+        self.tokens = nn.Embedding(cfg.vocab_size, E)
+        self.glyph_net = GLYPH_NETS[cfg.glyph_net](cfg)
+        self.pinyin_net = PinyinCNN(cfg)
+        self.fuse = nn.Linear(3 * E, H)
+        self.positions = nn.Embedding(cfg.max_position, H)
+        self.segments = nn.Embedding(cfg.type_vocab_size, H)
+        self.ln = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, pinyin_ids (B, T) → (B, T, H)."""
+        if pinyin_ids is None:
+            raise ValueError("the fusion embedding needs pinyin_ids (0 for non-hanzi tokens and padding)")
+        T = input_ids.shape[1]
+        w_char, w_glyph, w_pinyin = self.fuse.weight.chunk(3, dim=1)  # 3 × (H, E)
+        chars, char_of = torch.unique(input_ids, return_inverse=True)  # (U,), (B, T)
+        pixels = self.glyphs[chars]  # (U, fonts, S, S)
+        pixels = pixels.to(w_glyph.dtype) / 255 if pixels.dtype == torch.uint8 else pixels
+        per_char = (F.linear(self.tokens(chars), w_char, self.fuse.bias)
+                    + F.linear(self.glyph_net(pixels), w_glyph))  # (U, H)
+        sylls, syll_of = torch.unique(pinyin_ids, return_inverse=True)  # (P',), (B, T)
+        per_syll = F.linear(self.pinyin_net(self.pinyin_letters[sylls]), w_pinyin)  # (P', H)
+        x = per_char[char_of] + per_syll[syll_of] + self.positions.weight[:T]  # (B, T, H)
+        x = x + (self.segments(token_type_ids) if token_type_ids is not None else self.segments.weight[0])
+        return self.dropout(self.ln(x))
+
+
+EMBEDDINGS: dict[str, type[nn.Module]] = {
+    "char": CharEmbeddings, "word": WordEmbeddings, "fusion": FusionEmbeddings,
+}

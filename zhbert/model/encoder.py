@@ -1,0 +1,98 @@
+"""The one encoder trunk: bidirectional self-attention blocks, post-LN (BERT) or pre-LN as a flag.
+
+Single-device code on purpose: DeepSpeed / FSDP / compile are applied from outside. Attention runs
+through ``F.scaled_dot_product_attention`` so the backend (flash / memory-efficient / math) is
+picked by PyTorch for the device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zhbert.model.config import ModelConfig
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.num_heads
+        self.dropout = cfg.attention_dropout
+        # q, k, v in one matmul; convert.py splits / joins HF's separate query/key/value
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.proj_dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H); mask (B, 1, 1, T) bool, True where a key may be attended to."""
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).split(H, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, H)
+        return self.proj_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))  # exact (erf) GELU, as BERT
+
+
+class Block(nn.Module):
+    """Post-LN: x = LN(x + f(x)), BERT's layout. Pre-LN: x = x + f(LN(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pre_ln = cfg.pre_ln
+        self.attn = SelfAttention(cfg)
+        self.ln1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.mlp = MLP(cfg)
+        self.ln2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pre_ln:
+            x = x + self.attn(self.ln1(x), mask)
+            return x + self.mlp(self.ln2(x))
+        x = self.ln1(x + self.attn(x, mask))
+        return self.ln2(x + self.mlp(x))
+
+
+class Encoder(nn.Module):
+    """``num_layers`` blocks; with ``share_layers`` one block is applied ``num_layers`` times."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.num_layers = cfg.num_layers
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(1 if cfg.share_layers else cfg.num_layers))
+        # pre-LN leaves the residual stream un-normalised: one LayerNorm at the top
+        self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.pre_ln else nn.Identity()
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H); attention_mask (B, T), 1 = real token, 0 = padding. Returns (B, T, H)."""
+        mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): padded keys get no attention
+        for i in range(self.num_layers):
+            x = self.blocks[i % len(self.blocks)](x, mask)
+        return self.ln_f(x)
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT init, the one place for it: weights N(0, std), biases 0, LayerNorm 1 / 0.
+
+    Applied with ``model.apply(partial(init_weights, std=cfg.initializer_range))``; buffers (glyph
+    and pinyin letter tables) are data, not weights, and are left alone.
+    """
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

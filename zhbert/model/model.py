@@ -1,0 +1,211 @@
+"""The trunk (embedding + encoder) and the models people train: pretraining (MLM, optional NSP/SOP)
+and the fine-tuning heads. Every model saves to and loads from an export folder:
+
+    config.json        {"architecture": class name, "model": ModelConfig fields, "num_labels": n?}
+    model.safetensors  the state dict, including the fusion buffers
+                       ``bert.embeddings.glyphs`` (uint8 [V, fonts, S, S]) and
+                       ``bert.embeddings.pinyin_letters`` (int64 [P, max_letters], see spell_pinyin)
+
+so a fusion export needs no fonts and no pinyin vocab file to run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from zhbert.config import from_dict, to_dict
+from zhbert.model.config import ModelConfig
+from zhbert.model.embeddings import EMBEDDINGS
+from zhbert.model.encoder import Encoder, init_weights
+from zhbert.model.heads import ClassificationHead, MLMHead, SpanHead, TokenClassificationHead
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+IGNORE = -100  # label of positions that carry no loss (unmasked tokens, padding, sub-tokens)
+
+
+class ZhBert(nn.Module):
+    """Embedding (chosen by ``cfg.embedding``) + encoder: ids (B, T) → hidden states (B, T, H).
+
+    ``glyphs`` and ``pinyin_letters`` are the fusion embedding's tables (see FusionEmbeddings);
+    the other kinds take neither.
+    """
+
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__()
+        tables = {k: v for k, v in (("glyphs", glyphs), ("pinyin_letters", pinyin_letters)) if v is not None}
+        self.embeddings = EMBEDDINGS[cfg.embedding](cfg, **tables)
+        self.encoder = Encoder(cfg)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids, pinyin_ids)  # (B, T, H)
+        return self.encoder(x, attention_mask)  # (B, T, H)
+
+
+@dataclass
+class ModelOutput:
+    """``logits``: MLM logits (N masked, V) when labels are given, else (B, T, V); class logits
+    (B, n); tag logits (B, T, n); or span logits (B, T, 2). ``pair_logits``: NSP/SOP (B, 2)."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    pair_logits: torch.Tensor | None = None
+
+
+class ZhBertModel(nn.Module):
+    """Base of the models with heads: the trunk as ``self.bert``, BERT init, export folder I/O."""
+
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.bert = ZhBert(cfg, glyphs, pinyin_letters)
+
+    def initialize(self) -> None:
+        """(Re-)initialise every weight with BERT init; buffers stay as they are."""
+        self.apply(partial(init_weights, std=self.cfg.initializer_range))
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments beyond the config, written to config.json (e.g. num_labels)."""
+        return {}
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write config.json and model.safetensors (no pickle) to ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"architecture": type(self).__name__, "model": to_dict(self.cfg), **self.head_kwargs()}
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **head_kwargs: Any) -> ZhBertModel:
+        """Load an export folder. Loading a folder saved by another class (a pretraining export
+        into a fine-tuning class) takes the trunk and leaves the new head at its fresh init."""
+        folder = Path(folder)
+        meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        cfg = from_dict(ModelConfig, meta.pop("model"))
+        architecture = meta.pop("architecture")
+        state = load_file(str(folder / WEIGHTS_FILE))
+        same = architecture == cls.__name__
+        model = cls(cfg, **({**meta, **head_kwargs} if same else head_kwargs),
+                    glyphs=state.get("bert.embeddings.glyphs"),
+                    pinyin_letters=state.get("bert.embeddings.pinyin_letters"))
+        if same:
+            model.load_state_dict(state, strict=True)
+        else:
+            model.bert.load_state_dict({k.removeprefix("bert."): v for k, v in state.items()
+                                        if k.startswith("bert.")}, strict=True)
+        return model
+
+
+class ZhBertForPretraining(ZhBertModel):
+    """MLM with the decoder tied to the input token table, plus NSP / SOP if ``cfg.pair_head``."""
+
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__(cfg, glyphs, pinyin_letters)
+        self.mlm = MLMHead(cfg)
+        self.pair = ClassificationHead(cfg, 2) if cfg.pair_head != "none" else None
+        self.initialize()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, pair_labels: torch.Tensor | None = None) -> ModelOutput:
+        """``labels`` (B, T): the original id at masked positions, -100 elsewhere. With labels, logits
+        are computed only at the masked positions: gather first, then transform + decoder."""
+        h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids)  # (B, T, H)
+        decoder = self.bert.embeddings.tokens.weight  # (V, E), tied
+        loss = None
+        if labels is None:
+            logits = self.mlm(h, decoder)  # (B, T, V)
+        else:
+            masked = labels != IGNORE  # (B, T)
+            logits = self.mlm(h[masked], decoder)  # (N, V)
+            loss = F.cross_entropy(logits, labels[masked])
+        pair_logits = self.pair(h) if self.pair is not None else None
+        if pair_labels is not None:
+            if pair_logits is None:
+                raise ValueError("pair_labels given but the config has pair_head = 'none'")
+            pair_loss = F.cross_entropy(pair_logits, pair_labels)
+            loss = pair_loss if loss is None else loss + pair_loss
+        return ModelOutput(logits=logits, loss=loss, pair_logits=pair_logits)
+
+
+class ZhBertForSequenceClassification(ZhBertModel):
+    """Sentence / sentence-pair classification (AFQMC, TNEWS, IFLYTEK, OCNLI, CSL, WSC)."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__(cfg, glyphs, pinyin_letters)
+        self.num_labels = num_labels
+        self.head = ClassificationHead(cfg, num_labels)
+        self.initialize()
+
+    def head_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> ModelOutput:
+        """labels (B,) class ids."""
+        logits = self.head(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids))  # (B, n)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return ModelOutput(logits=logits, loss=loss)
+
+
+class ZhBertForTokenClassification(ZhBertModel):
+    """A tag per token (CLUENER, MSRA NER)."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__(cfg, glyphs, pinyin_letters)
+        self.num_labels = num_labels
+        self.head = TokenClassificationHead(cfg, num_labels)
+        self.initialize()
+
+    def head_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> ModelOutput:
+        """labels (B, T) tag ids, -100 on specials and padding."""
+        logits = self.head(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids))  # (B, T, n)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten()) if labels is not None else None
+        return ModelOutput(logits=logits, loss=loss)
+
+
+class ZhBertForSpanExtraction(ZhBertModel):
+    """Extractive QA (CMRC2018): start / end position of the answer span."""
+
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__(cfg, glyphs, pinyin_letters)
+        self.head = SpanHead(cfg)
+        self.initialize()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None) -> ModelOutput:
+        """start_positions, end_positions (B,) token indices; loss is the mean of the two CEs."""
+        h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids)
+        logits = self.head(h, attention_mask)  # (B, T, 2)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = (F.cross_entropy(logits[..., 0], start_positions)
+                    + F.cross_entropy(logits[..., 1], end_positions)) / 2
+        return ModelOutput(logits=logits, loss=loss)
