@@ -16,8 +16,8 @@ DEFAULT_WORKDIR = Path("data/demo")
 
 
 def _split_overrides(rest: list[str]) -> list[str]:
-    """Unknown `--a.b=value` arguments are config overrides; anything else is a usage error."""
-    bad = [r for r in rest if not (r.startswith("--") and "." in r.split("=", 1)[0] and "=" in r)]
+    """Unknown `--key=value` / `--section.key=value` arguments are config overrides; anything else is an error."""
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
     if bad:
         raise ConfigError(f"unrecognised argument(s): {' '.join(bad)} (overrides look like --section.key=value)")
     return rest

@@ -6,7 +6,8 @@ greedily into ``[CLS] … [SEP]`` sequences of at most ``max_len`` tokens that n
 a sentence longer than a sequence is cut at word boundaries.
 
 Columns (DESIGN.md "Shards"): ``input_ids``; ``word_ids`` — which word of the sequence each token
-belongs to, numbered from 0, specials -1; ``pinyin_ids`` — 0 where a token is not a hanzi.
+belongs to, numbered from 0, specials -1; ``pinyin_ids`` — 0 where a token is not a hanzi. A hanzi
+missing from the char vocab becomes [UNK] but keeps its own reading: the model still hears it.
 """
 
 from __future__ import annotations

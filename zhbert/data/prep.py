@@ -221,16 +221,22 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     t0 = time.perf_counter()
     vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
     docs, clean_stats = clean_documents(cfg, rank, world_size)
-    semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output", "inputs", "vocab")}
-    key = config_hash(semantic, clean_stats["inputs"], vocab.sha256, pinyin.sha256)
+    # config_hash: what the data means (same on every rank, checked by the merge); key: also this
+    # rank's inputs by content, so changed input files are never mistaken for finished work.
+    semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output")}
+    run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256)
+    key = config_hash(run_hash, clean_stats["inputs"])
     output = Path(cfg.output)
-    top = output / MANIFEST
-    if world_size == 1 and top.exists() and read_json(top)["config_hash"] == key:
-        manifest = read_json(top)
-        print_summary(manifest, output, time.perf_counter() - t0, up_to_date=True)
+    part = output / part_name(rank, world_size)
+    if (part / MANIFEST).exists() and read_json(part / MANIFEST)["key"] == key:
+        top = output / MANIFEST
+        if world_size > 1:
+            manifest = read_json(part / MANIFEST)
+        else:
+            manifest = read_json(top) if top.exists() and read_json(top)["keys"] == [key] else merge_ranks(output)
+        print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0, up_to_date=True)
         return manifest
 
-    part = output / part_name(rank, world_size)
     if docs.num_rows:
         example = DocumentEncoder(vocab, pinyin, Segmenter(cfg.segment), cfg.pack).document(docs[0]["text"], Tally())
         print("example │", describe(example[0], vocab, pinyin))
@@ -263,7 +269,8 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     counts["chars"] = total_chars
     dropped = tally.dropped
     manifest = {
-        "format": FORMAT, "config_hash": key, "config": to_dict(cfg), "rank": rank, "world_size": world_size,
+        "format": FORMAT, "config_hash": run_hash, "key": key, "config": semantic, "rank": rank,
+        "world_size": world_size,
         "vocab": {"char_sha256": vocab.sha256, "char_size": len(vocab),
                   "pinyin_sha256": pinyin.sha256, "pinyin_size": len(pinyin)},
         "inputs": clean_stats["inputs"], "refused_files": clean_stats["refused_files"],

@@ -80,7 +80,7 @@ def detect_encoding(path: Path, sample: bytes) -> str:
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise InputError(f"{path}: UTF-16 text is not supported; convert it first (iconv -f utf-16 -t utf-8)")
     controls = sum(1 for b in sample if b < 32 and b not in b"\t\n\r\f")
-    if sample and controls / len(sample) > 0.10:
+    if sample and controls / len(sample) > 0.05:
         raise InputError(f"{path}: looks binary ({controls / len(sample):.0%} control bytes in the first "
                          f"{len(sample)} bytes); not a text file")
     for encoding in ("utf-8", "gb18030"):
@@ -91,7 +91,7 @@ def detect_encoding(path: Path, sample: bytes) -> str:
             pass
     lines = sample.split(b"\n")[:-1] or [sample]
     good = sum(1 for line in lines if _decodes(line, "utf-8"))
-    if good / len(lines) >= 0.9:  # UTF-8 with a few damaged lines: read it, drop and count those lines
+    if good / len(lines) >= 0.5:  # mostly UTF-8, some damaged lines: read it, drop and count those lines
         return "utf-8"
     raise InputError(f"{path}: neither UTF-8 nor GB18030 ({good}/{len(lines)} sample lines decode as UTF-8); "
                      f"pass --encoding if you know it")

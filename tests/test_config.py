@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from zhbert.config import ConfigError, config_hash, load, parse_overrides
+from zhbert.data.prep import PrepConfig
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def test_defaults_file_and_overrides_merge(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('num_proc = 3\n[pack]\nmax_len = 256\n[normalize]\nt2s = true\n')
+    cfg = load(PrepConfig, path, ["--pack.max_len=64", "segment.user_dicts=['a.txt']", "output=out dir"])
+    assert (cfg.num_proc, cfg.pack.max_len, cfg.normalize.t2s) == (3, 64, True)
+    assert cfg.segment.user_dicts == ["a.txt"] and cfg.output == "out dir"
+    assert cfg.filter.min_chars == PrepConfig().filter.min_chars
+
+
+@pytest.mark.parametrize("delta, message", [
+    ({"num_prc": 2}, "unknown key(s) num_prc"),
+    ({"pack": {"max_length": 2}}, "unknown key(s) pack.max_length"),
+    ({"num_proc": "two"}, "num_proc must be int"),
+    ({"num_proc": True}, "num_proc must be int"),
+    ({"segment": {"backend": "thulac"}}, "segment.backend must be one of ['rjieba', 'jieba']"),
+    ({"inputs": "a.txt"}, "inputs must be a list"),
+])
+def test_bad_configs_fail_at_load_naming_the_key(tmp_path, delta, message):
+    from zhbert.config import from_dict
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        from_dict(PrepConfig, delta)
+
+
+def test_overrides_parse_toml_values():
+    assert parse_overrides(["a.b=1", "a.c=true", "d=[1, 2]", "e=plain text"]) == \
+        {"a": {"b": 1, "c": True}, "d": [1, 2], "e": "plain text"}
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])
+
+
+def test_config_hash_is_stable_and_sensitive():
+    assert config_hash(PrepConfig()) == config_hash(PrepConfig())
+    assert config_hash(PrepConfig()) != config_hash(load(PrepConfig, None, ["pack.max_len=64"]))
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "data").glob("*.toml")), ids=lambda p: p.name)
+def test_every_data_config_loads(path):
+    load(PrepConfig, path)
