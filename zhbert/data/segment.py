@@ -8,6 +8,7 @@ so a `Segmenter` pickles cheaply to workers. User dictionaries use jieba's forma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,24 @@ class SegmentConfig:
     """Use jieba's HMM to join characters of words missing from the dictionary."""
     user_dicts: list[str] = field(default_factory=list)
     """jieba-format user dictionaries (``word [freq] [tag]`` per line), loaded in order."""
+
+
+# jieba splits a block of ASCII it does not know with these rules (jieba.finalseg.re_skip with the HMM,
+# runs of [a-zA-Z0-9] without it); rjieba keeps such blocks whole ("1.3nm"), so its ASCII words are
+# re-split the same way and the backends agree word for word.
+_ASCII_ALNUM = re.compile(r"[a-zA-Z0-9]")
+_JIEBA_ASCII = {True: re.compile(r"([a-zA-Z0-9]+(?:\.\d+)?%?)"), False: re.compile(r"([a-zA-Z0-9]+|.)", re.S)}
+
+
+def _as_jieba(words: list[str], hmm: bool) -> list[str]:
+    split = _JIEBA_ASCII[hmm].split
+    out: list[str] = []
+    for w in words:
+        if len(w) > 1 and w.isascii() and not w.isspace():
+            out.extend(x for x in split(w) if x)
+        else:
+            out.append(w)
+    return out
 
 
 def read_user_dict(path: str | Path) -> list[tuple[str, int | None, str | None]]:
@@ -70,7 +89,11 @@ class Segmenter:
         jb = rjieba.Jieba()
         for word, freq, tag in entries:
             jb.add_word(word, freq, tag)
-        return lambda text: jb.cut(text, hmm)
+        def cut(text: str) -> list[str]:
+            words = jb.cut(text, hmm)
+            return _as_jieba(words, hmm) if _ASCII_ALNUM.search(text) else words
+
+        return cut
 
     def __getstate__(self) -> dict:
         return {"cfg": self.cfg, "_cut": None}

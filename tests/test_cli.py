@@ -1,0 +1,29 @@
+"""The command line: verbs listed, overrides checked, errors reported with an exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from zhbert.cli import main
+
+
+def test_help_lists_the_verbs():
+    out = subprocess.run([sys.executable, "-m", "zhbert.cli", "--help"], capture_output=True, text=True, check=True)
+    for verb in ("corpus", "prep", "prep-merge", "vocab", "glyphs", "demo"):
+        assert verb in out.stdout
+
+
+def test_bad_override_and_bad_input_exit_non_zero(tmp_path, capsys):
+    assert main(["prep", str(tmp_path), "--pack.max_length=3"]) == 2
+    assert "unknown key(s) pack.max_length" in capsys.readouterr().err
+    assert main(["prep", str(tmp_path / "nope.txt"), "--vocab", str(tmp_path)]) == 1
+    assert f"{tmp_path}/tokenizer.json is missing; build it with `zhbert vocab char" in capsys.readouterr().err
+    assert main(["prep", "stray", "--oops"]) == 2
+
+
+def test_data_steps_import_no_model_code():
+    code = ("import sys, zhbert.data.prep, zhbert.data.word_view, zhbert.data.sources; "
+            "print([m for m in sys.modules if m.startswith(('torch', 'zhbert.model', 'deepspeed'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
