@@ -1,7 +1,7 @@
 """`zhbert demo`: the whole job on the embedded corpus, each step skipped when its output is current.
 
-Today: fetch the corpus → pinyin vocab → char vocab → char-view shards → word vocab and word view.
-Glyphs, pretraining, fine-tuning and the comparison report join as their issues land.
+Today: fetch the corpus → pinyin vocab → char vocab → glyph table → char-view shards → word vocab and
+word view. Pretraining, fine-tuning and the comparison report join as their issues land.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zhbert.config import config_hash
 from zhbert.data.prep import PrepConfig, clean_documents, run_prep
-from zhbert.data.shards import MANIFEST, read_json, write_json
+from zhbert.data.shards import MANIFEST, read_json, sha256_file, write_json
 
 STEPS = "steps.json"
 
@@ -52,7 +52,8 @@ def run_demo(workdir: Path) -> None:
     t0 = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     steps = Steps(workdir)
-    corpus, vocab, shards, words = workdir / "corpus", workdir / "vocab", workdir / "shards", workdir / "shards-word"
+    corpus, vocab, glyphs = workdir / "corpus", workdir / "vocab", workdir / "glyphs"
+    shards, words = workdir / "shards", workdir / "shards-word"
     cfg = demo_prep_config(workdir)
 
     steps.run("corpus", config_hash(sorted((s.name, s.sha256) for s in SOURCES.values())), [corpus / MANIFEST],
@@ -68,6 +69,20 @@ def run_demo(workdir: Path) -> None:
 
     steps.run("char vocab", config_hash(read_json(corpus / MANIFEST), cfg.normalize, cfg.filter),
               [vocab / "tokenizer.json"], char_vocab)
+    def glyph_table() -> None:
+        from zhbert.data.glyphs import GlyphConfig, coverage_report, read_vocab, render_glyph_table
+
+        gcfg = GlyphConfig()
+        table = render_glyph_table(read_vocab(vocab), gcfg.font_specs(), gcfg.size, progress=True)
+        table.save(glyphs)
+        print(coverage_report(table.meta))
+
+    from zhbert.data.fonts import DEFAULT_FONTS_DIR
+    from zhbert.data.glyphs import GlyphConfig
+
+    steps.run("glyphs", config_hash(CharVocab.load(vocab).sha256, GlyphConfig(),
+                                    sha256_file(DEFAULT_FONTS_DIR / "manifest.json")),
+              [glyphs / "glyphs.npy"], glyph_table)
     steps.run("prep", None, [shards / MANIFEST], lambda: run_prep(cfg))
     steps.run("word vocab + word view", read_json(shards / MANIFEST)["config_hash"],
               [words / MANIFEST, vocab / WORD_VOCAB], lambda: build_word_view(shards, vocab, words))
