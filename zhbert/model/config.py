@@ -56,8 +56,9 @@ class ModelConfig:
     share_layers: bool = False
     """ALBERT-style cross-layer sharing: one block's weights applied ``num_layers`` times."""
 
-    num_fonts: int = 3
-    """Fonts in the glyph table (second axis of the uint8 [V, fonts, S, S] table)."""
+    num_fonts: int = 4
+    """Fonts in the glyph table (second axis of the uint8 [V, fonts, S, S] table); 4 is what
+    ``zhbert glyphs`` renders by default (song, kai, hei, xingkai)."""
     glyph_size: int = 24
     """Glyph bitmap side S in pixels."""
     glyph_net: Literal["cnn", "linear"] = "cnn"
