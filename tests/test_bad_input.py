@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, take
+
 from zhbert.config import from_dict
 from zhbert.data.prep import PrepConfig, clean_documents, run_prep
 from zhbert.data.readers import InputError
@@ -63,7 +63,8 @@ def test_counts_add_up_and_the_refused_file_is_listed(bad_run):
     assert_nothing_lost(manifest)
     assert [Path(r["path"]).name for r in manifest["refused_files"]] == ["binary.txt"]
     # the English-only line of mixed.txt is the one too_few_hanzi
-    assert manifest["counts"]["dropped"] == {"bad_json": 1, "no_text_field": 2, "too_few_hanzi": 1, "undecodable": 1}
+    dropped = {"bad_json": 1, "no_text_field": 2, "too_few_hanzi": 1, "undecodable": 1}
+    assert manifest["counts"]["dropped"] == dropped
     assert any(w.endswith("invalid_utf8.txt:2") for w in manifest["drop_examples"]["undecodable"])
     assert any(w.endswith("malformed.jsonl:2") for w in manifest["drop_examples"]["bad_json"])
 
@@ -81,7 +82,8 @@ def test_each_fixture_is_read_right(bad_run):
     assert texts["mixed.txt"][:2] == ["我用 iPhone 13 Pro 拍照,效果 very good。Apple 的 A15 芯片性能强劲!",
                                       "ABC123,全角字母和数字要变成半角。零宽字符也要去掉。"]
     assert "𩸽" in texts["emoji_extb.txt"][0] and "😀" in texts["emoji_extb.txt"][0]
-    assert [v for k, v in docs.items() if k in ("a", "d")] == ["同胞们、朋友们、女士们、先生们:", "在1998年来临之际,我十分高兴。"]
+    jsonl = [v for k, v in docs.items() if k in ("a", "d")]
+    assert jsonl == ["同胞们、朋友们、女士们、先生们:", "在1998年来临之际,我十分高兴。"]
 
 
 def test_a_five_megabyte_line_becomes_many_full_sequences(bad_run):

@@ -44,6 +44,14 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(PrepConfig()) != config_hash(load(PrepConfig, None, ["pack.max_len=64"]))
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "data").glob("*.toml")), ids=lambda p: p.name)
-def test_every_data_config_loads(path):
-    load(PrepConfig, path)
+def _config_class(folder: str):
+    from zhbert.data.glyphs import GlyphConfig
+    from zhbert.model.config import ModelConfig
+
+    return {"data": PrepConfig, "glyphs": GlyphConfig, "model": ModelConfig}[folder]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.toml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_config_loads(path):
+    """Each folder of configs/ maps to its dataclass; a new folder without a mapping fails here."""
+    load(_config_class(path.parent.name), path)

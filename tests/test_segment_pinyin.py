@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import take
+
 from zhbert.data.pinyin import PinyinVocab, Readings, word_pinyin
-from zhbert.data.segment import Segmenter, SegmentConfig, read_user_dict
+from zhbert.data.segment import SegmentConfig, Segmenter, read_user_dict
 
 
 @pytest.mark.parametrize("hmm, every", [(True, 1), (False, 4)])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import take
+from test_prep import config
+
 from zhbert.data.prep import run_prep
 from zhbert.data.shards import load_shards, read_json
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB, build_word_view
-from test_prep import config
 
 
 @pytest.fixture(scope="module")

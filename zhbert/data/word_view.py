@@ -70,7 +70,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     tokens = vocab.tokens
     known = set(tokens)
     counts = count_words(shards, vocab)
-    ranked = sorted(((n, w) for w, n in counts.items() if n >= min_count and w not in known), key=lambda x: (-x[0], x[1]))
+    ranked = sorted(((n, w) for w, n in counts.items() if n >= min_count and w not in known),
+                    key=lambda x: (-x[0], x[1]))
     word_tokens = tokens + [w for _, w in ranked[:size]]
     (vocab_dir / WORD_VOCAB).write_text("\n".join(word_tokens) + "\n", encoding="utf-8")
     word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
@@ -108,7 +109,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
         write_arrow(out / name, cols, WORD_VIEW)
         files.append(name)
     manifest = {
-        "format": FORMAT, "config_hash": hashlib.sha256(f"{char_manifest['config_hash']}{word_sha}".encode()).hexdigest()[:16],
+        "format": FORMAT,
+        "config_hash": hashlib.sha256(f"{char_manifest['config_hash']}{word_sha}".encode()).hexdigest()[:16],
         "char_view": {"config_hash": char_manifest["config_hash"], "folder": str(shards)},
         "vocab": {"char_sha256": vocab.sha256, "word_sha256": word_sha, "word_size": len(word_tokens),
                   "multi_char_words": len(word_tokens) - len(tokens), "size": size, "min_count": min_count},
