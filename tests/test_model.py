@@ -296,6 +296,22 @@ def test_masked_only_logits_match_full_logits(kind):
     assert torch.allclose(out.loss, expected, atol=1e-5)
 
 
+def test_initialize_is_bert_init_and_leaves_the_tables_alone():
+    model = build(kind="fusion", pair_head="sop")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.initialize()
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert not p.any(), name
+        elif "ln" in name.split(".")[-2]:
+            assert (p == 1).all(), name
+        else:
+            assert abs(p.std().item() - 0.02) < 0.01 and abs(p.mean().item()) < 0.01, name
+    assert torch.equal(model.bert.embeddings.glyphs, torch.as_tensor(glyph_table()))
+
+
 def test_mlm_decoder_is_tied_to_the_token_table():
     model = build(kind="word")
     assert "mlm.decoder.weight" not in model.state_dict()

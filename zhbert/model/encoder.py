@@ -96,3 +96,5 @@ def init_weights(module: nn.Module, std: float) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+    elif isinstance(getattr(module, "bias", None), nn.Parameter):  # the MLM decoder's own bias
+        nn.init.zeros_(module.bias)
