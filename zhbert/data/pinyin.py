@@ -67,7 +67,9 @@ class Readings:
     The same readings as `word_pinyin` (pypinyin's public API; a test checks every word of a corpus
     sample) at a fraction of the cost, by pypinyin's own rule: a single character or a dictionary
     phrase is one lookup; any other word is split by pypinyin's segmenter, and each piece is read as a
-    dictionary phrase or character by character.
+    dictionary phrase or character by character. The phrase dictionary only holds phrases whose reading
+    differs from their characters' (新年, 朋友 are absent), so most words hold no phrase at all and
+    read character by character without running the segmenter.
     """
 
     def __init__(self) -> None:
@@ -76,6 +78,7 @@ class Readings:
 
         self._chars, self._phrases = pinyin_dict, phrases_dict
         self._tone3: dict[str, str] = {}
+        self._char_memo: dict[str, str] = {}
 
     def _convert(self, marked: str) -> str:
         hit = self._tone3.get(marked)
@@ -86,8 +89,11 @@ class Readings:
         return hit
 
     def _char(self, ch: str) -> str:
-        marked = self._chars.get(ord(ch))
-        return self._convert(marked.split(",")[0]) if marked else ""
+        hit = self._char_memo.get(ch)
+        if hit is None:
+            marked = self._chars.get(ord(ch))
+            hit = self._char_memo[ch] = self._convert(marked.split(",")[0]) if marked else ""
+        return hit
 
     def _phrase(self, word: str) -> list[str] | None:
         phrase = self._phrases.get(word)
@@ -99,6 +105,10 @@ class Readings:
         whole = self._phrase(word)
         if whole is not None:
             return whole
+        phrases, n = self._phrases, len(word)
+        if not any(word[i:j] in phrases for i in range(n - 1) for j in range(i + 2, n + 1)):
+            # no piece pypinyin's segmenter could cut is a dictionary phrase: every char reads alone
+            return [self._char(c) for c in word]
         from pypinyin.seg.simpleseg import seg  # pypinyin's own split into dictionary phrases
 
         out: list[str] = []

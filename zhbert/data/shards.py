@@ -43,11 +43,12 @@ def read_json(path: Path) -> Any:
 
 def write_arrow(path: Path, columns: dict[str, list], features: Features) -> None:
     """One Arrow stream file in the layout `datasets` memory-maps, renamed into place when complete."""
+    import pyarrow as pa
     from datasets.arrow_writer import ArrowWriter
 
     tmp = path.with_name(path.name + ".tmp")
     writer = ArrowWriter(features=features, path=str(tmp))
-    writer.write_batch(columns)
+    writer.write_table(pa.table(columns, schema=features.arrow_schema))  # pyarrow converts in C
     writer.finalize()
     writer.close()
     with open(tmp, "rb") as f:
