@@ -62,32 +62,10 @@ def _readings(line: str) -> list[str]:
 
 @cache
 def glyph_table() -> np.ndarray:
-    """The real glyph table of the tiny vocab: zhbert.data.glyphs when present, else PIL + a CJK font."""
-    try:
-        from zhbert.data.glyphs import render_glyph_table
-    except ImportError:
-        return _render_with_pil(vocab())
+    """The real glyph table of the tiny vocab, drawn from the fonts shipped in fonts/."""
+    from zhbert.data.glyphs import render_glyph_table
+
     return render_glyph_table(vocab(), size=24).pixels
-
-
-def _render_with_pil(tokens: list[str], size: int = 24) -> np.ndarray:
-    from fontTools.ttLib import TTFont
-    from PIL import Image, ImageDraw, ImageFont
-
-    paths = sorted(p for d in (ROOT / "fonts", Path("/usr/share/fonts")) if d.exists() for p in d.rglob("*")
-                   if p.suffix.lower() in (".ttf", ".otf", ".ttc"))
-    cjk = [p for p in paths if ord("中") in TTFont(p, fontNumber=0, lazy=True).getBestCmap()][:3]
-    if not cjk:
-        pytest.skip("no CJK font in fonts/ or /usr/share/fonts to render a real glyph table")
-    table = np.zeros((len(tokens), len(cjk), size, size), dtype=np.uint8)
-    for f, path in enumerate(cjk):
-        font = ImageFont.truetype(str(path), size)
-        for i, tok in enumerate(tokens):
-            if len(tok) == 1:
-                img = Image.new("L", (size, size))
-                ImageDraw.Draw(img).text((0, 0), tok, fill=255, font=font)
-                table[i, f] = np.asarray(img)
-    return table
 
 
 def config(kind: str, **kw) -> ModelConfig:
