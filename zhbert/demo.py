@@ -12,8 +12,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from zhbert.config import config_hash
+from zhbert.data.files import read_json, sha256_file, write_json
 from zhbert.data.prep import PrepConfig, clean_documents, run_prep
-from zhbert.data.shards import MANIFEST, read_json, sha256_file, write_json
+from zhbert.data.shards import MANIFEST
 
 STEPS = "steps.json"
 

@@ -9,7 +9,6 @@ renderer reads: file, family, style, sha256s, licence and coverage per font.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import subprocess
@@ -20,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from zhbert.data.files import sha256_file
 
 DEFAULT_FONTS_DIR = Path(__file__).resolve().parents[2] / "fonts"
 MANIFEST = "manifest.json"
@@ -110,12 +111,6 @@ class FontSpec:
     fallback: tuple[str, ...] = ()  # names of the fonts that fill this one's gaps, in order
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(src: FontSource, cache: Path) -> Path:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from zhbert.config import config_hash, to_dict
 from zhbert.data.encode import DocumentEncoder, PackConfig, describe
+from zhbert.data.files import read_json, sha256_file, write_json
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.readers import (
@@ -36,17 +37,7 @@ from zhbert.data.readers import (
     read_documents,
 )
 from zhbert.data.segment import SegmentConfig, Segmenter
-from zhbert.data.shards import (
-    CHAR_VIEW,
-    MANIFEST,
-    finalize_folder,
-    merge_ranks,
-    part_name,
-    read_json,
-    sha256_file,
-    write_arrow,
-    write_json,
-)
+from zhbert.data.shards import CHAR_VIEW, MANIFEST, finalize_folder, merge_ranks, part_name, write_arrow
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.data.vocab import CharVocab

@@ -8,13 +8,13 @@ each write a ``part-RRRR-of-WWWW`` folder of their own; `merge_ranks` joins them
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from datasets import Features, List, Value
+
+from zhbert.data.files import read_json, write_json
 
 CHAR_VIEW = Features({
     "input_ids": List(Value("int32")),
@@ -30,15 +30,8 @@ WORD_VIEW = Features({
 MANIFEST = "manifest.json"
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write-then-rename: a reader (or a crash) never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_arrow(path: Path, columns: dict[str, list], features: Features) -> None:
@@ -56,12 +49,6 @@ def write_arrow(path: Path, columns: dict[str, list], features: Features) -> Non
     os.replace(tmp, path)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def part_name(rank: int, world_size: int) -> str:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from zhbert.data.files import sha256_file, write_json
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
-from zhbert.data.shards import sha256_file, write_json
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tqdm.auto import tqdm
 
 from zhbert.data.text import HANZI_RUN
 
@@ -55,7 +56,7 @@ class CharVocab:
         normalize, pre_tokenize = tok.normalizer.normalize_str, tok.pre_tokenizer.pre_tokenize_str
         chars: Counter[str] = Counter()
         words: Counter[str] = Counter()
-        for text in texts:
+        for text in tqdm(texts, desc="count chars and words", unit=" docs", mininterval=1):
             text = normalize(text)
             chars.update(text)
             rest = HANZI_RUN.sub(" ", text)

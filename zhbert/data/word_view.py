@@ -19,7 +19,8 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_json, write_arrow
+from zhbert.data.files import read_json
+from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, write_arrow
 from zhbert.data.vocab import CharVocab
 
 WORD_VOCAB = "word_vocab.txt"
