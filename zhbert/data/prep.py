@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from datasets import Features, Value
 from tqdm.auto import tqdm
 
 from zhbert.config import config_hash, to_dict
@@ -37,12 +38,14 @@ from zhbert.data.readers import (
     read_documents,
 )
 from zhbert.data.segment import SegmentConfig, Segmenter
-from zhbert.data.shards import CHAR_VIEW, MANIFEST, finalize_folder, merge_ranks, part_name, write_arrow
+from zhbert.data.shards import CHAR_VIEW, MANIFEST, ArrowStream, finalize_folder, merge_ranks, part_name, write_arrow
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.data.vocab import CharVocab
 
 FORMAT = "zhbert.char_view/1"
+CLEAN = Features({"id": Value("string"), "text": Value("string"), "source": Value("string"), "chars": Value("int64")})
+CLEAN_BATCH = 10_000  # documents per write: the clean stage holds one batch in memory, whatever the input size
 
 
 @dataclass
@@ -115,26 +118,28 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
         normalize = Normalizer(cfg.normalize)
         keep = DocumentFilter(cfg.filter, read_exclusions(cfg.filter.exclude, normalize))
         tally = Tally()
-        cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
-        for i, path in enumerate(files):
-            docs = read_documents(path, cfg.read, tally)
-            for doc in tqdm(docs, desc=f"clean {path.name}", unit=" docs", leave=False, mininterval=1):
-                tally.add("documents_in")
-                text = normalize(doc["text"])
-                if reason := keep.reason(text):
-                    tally.drop(reason, doc["id"])
-                    continue
-                tally.add("documents_kept")
-                cols["id"].append(doc["id"])
-                cols["text"].append(text)
-                cols["source"].append(doc["source"])
-                cols["chars"].append(len(text) - text.count(" "))
-            inputs[i]["documents_in"] = tally.counts["documents_in"] - sum(
-                f.get("documents_in", 0) for f in inputs[:i])
-        features = datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"),
-                                      "source": datasets.Value("string"), "chars": datasets.Value("int64")})
-        write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
-        write_arrow(arrow, cols, features)
+        with ArrowStream(arrow, CLEAN) as stream:
+            for i, path in enumerate(files):
+                before = tally.counts["documents_in"]
+                cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
+                for doc in tqdm(read_documents(path, cfg.read, tally), desc=f"clean {path.name}", unit=" docs",
+                                leave=False, mininterval=1):
+                    tally.add("documents_in")
+                    text = normalize(doc["text"])
+                    if reason := keep.reason(text):
+                        tally.drop(reason, doc["id"])
+                        continue
+                    tally.add("documents_kept")
+                    cols["id"].append(doc["id"])
+                    cols["text"].append(text)
+                    cols["source"].append(doc["source"])
+                    cols["chars"].append(len(text) - text.count(" "))
+                    if len(cols["id"]) == CLEAN_BATCH:
+                        stream.write(cols)
+                        cols = {k: [] for k in cols}
+                stream.write(cols)
+                inputs[i]["documents_in"] = tally.counts["documents_in"] - before
+            write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
     return datasets.Dataset.from_file(str(arrow)), read_json(stats)
 
 

@@ -34,21 +34,37 @@ MANIFEST = "manifest.json"
 
 
 
+class ArrowStream:
+    """An Arrow stream file in the layout `datasets` memory-maps, written in batches (bounded memory) and
+    renamed into place only when closed without an error: a crash never leaves a file that looks done."""
+
+    def __init__(self, path: Path, features: Features):
+        from datasets.arrow_writer import ArrowWriter
+
+        self.path, self.schema = path, features.arrow_schema
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.writer = ArrowWriter(features=features, path=str(self.tmp))
+
+    def write(self, columns: dict[str, list]) -> None:
+        import pyarrow as pa
+
+        self.writer.write_table(pa.table(columns, schema=self.schema))  # pyarrow converts in C
+
+    def __enter__(self) -> ArrowStream:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.writer.finalize()
+        self.writer.close()
+        if exc_type is None:
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.path)
+
+
 def write_arrow(path: Path, columns: dict[str, list], features: Features) -> None:
-    """One Arrow stream file in the layout `datasets` memory-maps, renamed into place when complete."""
-    import pyarrow as pa
-    from datasets.arrow_writer import ArrowWriter
-
-    tmp = path.with_name(path.name + ".tmp")
-    writer = ArrowWriter(features=features, path=str(tmp))
-    writer.write_table(pa.table(columns, schema=features.arrow_schema))  # pyarrow converts in C
-    writer.finalize()
-    writer.close()
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
+    with ArrowStream(path, features) as stream:
+        stream.write(columns)
 
 
 def part_name(rank: int, world_size: int) -> str:
