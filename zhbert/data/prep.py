@@ -175,7 +175,7 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
     out, stats_path = part / f"data-{index:05d}.arrow", part / f"data-{index:05d}.json"
     if out.exists() and stats_path.exists():
         stats = read_json(stats_path)
-        if stats["key"] == key:
+        if stats.get("key") == key:
             return stats
     encoder = _encoder(cfg)
     with pa.memory_map(clean) as source:
@@ -224,12 +224,12 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     key = config_hash(run_hash, clean_stats["inputs"])
     output = Path(cfg.output)
     part = output / part_name(rank, world_size)
-    if (part / MANIFEST).exists() and read_json(part / MANIFEST)["key"] == key:
+    if (part / MANIFEST).exists() and read_json(part / MANIFEST).get("key") == key:
         top = output / MANIFEST
         if world_size > 1:
             manifest = read_json(part / MANIFEST)
         else:
-            manifest = read_json(top) if top.exists() and read_json(top)["keys"] == [key] else merge_ranks(output)
+            manifest = read_json(top) if top.exists() and read_json(top).get("keys") == [key] else merge_ranks(output)
         print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0, up_to_date=True)
         return manifest
 
