@@ -1,0 +1,269 @@
+"""The masking collator on real shards (char view and word view), and the three model kinds pretraining
+a few steps on its batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from zhbert.config import ConfigError, from_dict
+from zhbert.data.encode import describe
+from zhbert.data.masking import IGNORE, MaskingCollator, MaskingConfig
+from zhbert.data.pinyin import PinyinVocab, Readings
+from zhbert.data.prep import PrepConfig, run_prep
+from zhbert.data.shards import load_shards
+from zhbert.data.text import is_hanzi
+from zhbert.data.vocab import CharVocab
+from zhbert.data.word_view import WORD_VOCAB, build_word_view
+
+BATCHES, BATCH_SIZE = 60, 32
+
+
+@pytest.fixture(scope="module")
+def data(small_corpus, vocab_dir, tmp_path_factory) -> dict:
+    """Char-view and word-view shards of the small real corpus, as lists of rows, and the vocabs."""
+    tmp = tmp_path_factory.mktemp("masking")
+    vocab = tmp / "vocab"  # build_word_view writes word_vocab.txt here: keep the shared vocab folder clean
+    vocab.mkdir()
+    for f in vocab_dir.iterdir():
+        (vocab / f.name).write_bytes(f.read_bytes())
+    run_prep(from_dict(PrepConfig, {"inputs": [str(small_corpus)], "output": str(tmp / "char"), "vocab": str(vocab),
+                                    "shard_chars": 100_000}))
+    build_word_view(tmp / "char", vocab, tmp / "word", size=2000, min_count=2)
+    return {"char": load_shards(tmp / "char").remove_columns("doc_id").to_list(),
+            "word": load_shards(tmp / "word").remove_columns("doc_id").to_list(),
+            "vocab_dir": vocab, "vocab": CharVocab.load(vocab), "pinyin": PinyinVocab.load(vocab)}
+
+
+def collator(data: dict, **cfg) -> MaskingCollator:
+    return MaskingCollator(from_dict(MaskingConfig, cfg), data["vocab"], data["pinyin"])
+
+
+def pad(rows: list[dict], key: str, value: int) -> np.ndarray:
+    """A column of the rows as the batch holds it before masking: (B, T), padded with ``value``."""
+    out = np.full((len(rows), max(len(r[key]) for r in rows)), value)
+    for i, r in enumerate(rows):
+        out[i, : len(r[key])] = r[key]
+    return out
+
+
+def batches(data: dict, view: str, collate: MaskingCollator, n: int = BATCHES):
+    """``n`` batches of random rows (fixed choice) with what the checks need: (rows, batch, original, word ids)."""
+    rows = data[view]
+    pick = np.random.default_rng(1)
+    for step in range(n):
+        chosen = [rows[i] for i in pick.integers(len(rows), size=BATCH_SIZE)]
+        b = collate(chosen, step)
+        yield chosen, b, pad(chosen, "input_ids", data["vocab"].pad_id), pad(chosen, "word_ids", -1)
+
+
+def maskable_of(data: dict, original: np.ndarray, word_ids: np.ndarray) -> np.ndarray:
+    v = data["vocab"]
+    return (word_ids >= 0) & ~np.isin(original, [v.pad_id, v.cls_id, v.sep_id, v.mask_id, v.unk_id])
+
+
+def word_coverage(masked: np.ndarray, word_ids: np.ndarray, maskable: np.ndarray) -> tuple[int, int]:
+    """(words partly selected, words selected at all) over the maskable tokens of a batch."""
+    partly = touched = 0
+    for m, w, ok in zip(masked, word_ids, maskable):
+        for wid in np.unique(w[m]):
+            sel = m[(w == wid) & ok]
+            touched += 1
+            partly += not sel.all()
+    return partly, touched
+
+
+def test_masked_rate_specials_padding_and_whole_words(data):
+    """Whole-word masking covers at least 15 % of each sequence's maskable tokens and stops at the word
+    that reaches it, so it overshoots by part of that word (a real-text average of ~0.5 token a sequence);
+    char masking hits the rounded 15 % exactly. Specials, [UNK] and padding are never selected."""
+    rates = {}
+    for mode, wwp in (("whole_word", 1.0), ("char", 0.0)):
+        collate = collator(data, whole_word_prob=wwp)
+        n_masked = n_maskable = partly = touched = 0
+        for rows, b, original, word_ids in batches(data, "char", collate):
+            masked, labels = b["masked"].numpy(), b["labels"].numpy()
+            maskable = maskable_of(data, original, word_ids)
+            assert not (masked & ~maskable).any()  # never specials or padding
+            assert (labels == np.where(masked, original, IGNORE)).all()
+            lengths = np.array([len(r["input_ids"]) for r in rows])
+            pad = np.arange(original.shape[1]) >= lengths[:, None]
+            assert (b["attention_mask"].numpy() == ~pad).all() and (b["input_ids"].numpy()[pad] == 0).all()
+            assert (b["pinyin_ids"].numpy()[pad] == PinyinVocab.PAD).all()
+            target = np.maximum(1, np.rint(0.15 * maskable.sum(1)))
+            count = masked.sum(1)
+            if mode == "char":
+                assert (count == target).all()
+            else:  # reaches the target, and the last word taken was needed to reach it
+                longest = np.array([np.bincount(w[ok]).max() for w, ok in zip(word_ids, maskable)])
+                assert (count >= target).all() and (count < target + longest).all()
+            n_masked += count.sum()
+            n_maskable += maskable.sum()
+            p, t = word_coverage(masked, word_ids, maskable)
+            partly, touched = partly + p, touched + t
+        rates[mode] = n_masked / n_maskable
+        if mode == "whole_word":
+            assert partly == 0  # every maskable token of a selected word is selected
+        else:
+            assert partly > 0.2 * touched  # tokens are chosen alone: many words are cut
+    print(f"masked share of maskable tokens: {rates}")
+    assert 0.15 <= rates["whole_word"] < 0.165
+    assert abs(rates["char"] - 0.15) < 0.003
+
+
+def test_80_10_10_and_pinyin_of_each_treatment(data):
+    """[MASK] gets pinyin [MASK]; a random replacement is a single character with its own reading;
+    an unchanged token keeps its pinyin. Shares within 2 points of 80/10/10 over ~25k masked tokens."""
+    v, pinyin, readings = data["vocab"], data["pinyin"], Readings()
+    tokens = v.tokens
+    collate = collator(data)
+    counts = {"mask": 0, "random": 0, "same": 0}
+    for rows, b, original, _ in batches(data, "char", collate):
+        masked, ids, pys = b["masked"].numpy(), b["input_ids"].numpy(), b["pinyin_ids"].numpy()
+        orig_py = pad(rows, "pinyin_ids", PinyinVocab.PAD)
+        assert (ids[~masked] == original[~masked]).all() and (pys[~masked] == orig_py[~masked]).all()
+        is_mask, same = masked & (ids == v.mask_id), masked & (ids == original)
+        random = masked & ~is_mask & ~same
+        assert (pys[is_mask] == PinyinVocab.MASK).all() and (pys[same] == orig_py[same]).all()
+        for i, p in zip(ids[random], pys[random]):
+            tok = tokens[i]
+            assert len(tok) == 1  # a character: no special, [unusedN] or ## piece
+            assert p == (pinyin.ids.get(readings(tok)[0], PinyinVocab.UNK) if is_hanzi(tok) else PinyinVocab.PAD)
+        counts["mask"] += is_mask.sum()
+        counts["random"] += random.sum()
+        counts["same"] += same.sum()
+    total = sum(counts.values())
+    shares = {k: n / total for k, n in counts.items()}
+    print(f"treatment shares over {total} masked tokens: {shares}")
+    assert abs(shares["mask"] - 0.8) < 0.02 and abs(shares["random"] - 0.1) < 0.02 and abs(shares["same"] - 0.1) < 0.02
+
+
+@pytest.mark.parametrize("replace_per", ["word", "token"])
+def test_replacement_per_word_or_per_token(data, replace_per):
+    """Per word, a selected word is all [MASK] or has no [MASK]; per token, words mix treatments."""
+    v = data["vocab"]
+    mixed = multi = 0
+    for _, b, _, word_ids in batches(data, "char", collator(data, replace_per=replace_per), n=20):
+        masked, ids = b["masked"].numpy(), b["input_ids"].numpy()
+        for m, w, x in zip(masked, word_ids, ids):
+            for wid in np.unique(w[m]):
+                is_mask = x[m & (w == wid)] == v.mask_id
+                multi += len(is_mask) > 1
+                mixed += 0 < is_mask.sum() < len(is_mask)
+    if replace_per == "word":
+        assert mixed == 0
+    else:
+        assert mixed > 0.2 * multi  # 1 − 0.8² − 0.2² ≈ 0.32 of two-token words
+
+
+def test_mix_ratio_picks_the_mode_per_sequence(data):
+    """With whole_word_prob 0.5, about half the sequences are masked by words (never cutting one)."""
+    def cut_rows(wwp: float) -> float:
+        cut = n = 0
+        for _, b, original, word_ids in batches(data, "char", collator(data, whole_word_prob=wwp), n=20):
+            maskable = maskable_of(data, original, word_ids)
+            for m, w, ok in zip(b["masked"].numpy(), word_ids, maskable):
+                cut += word_coverage(m[None], w[None], ok[None])[0] > 0
+                n += 1
+        return cut / n
+
+    always_char, mixed = cut_rows(0.0), cut_rows(0.5)
+    assert cut_rows(1.0) == 0 and always_char > 0.8
+    assert abs(mixed - always_char / 2) < 0.08, (mixed, always_char)
+
+
+def test_same_seed_and_step_give_the_same_batch(data):
+    rows = data["char"][:16]
+    a, b = collator(data, seed=3), collator(data, seed=3)
+    first, again = a(rows, 7), b(rows, 7)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["masked"], a(rows, 8)["masked"])
+    assert not torch.equal(first["masked"], collator(data, seed=4)(rows, 7)["masked"])
+
+
+def test_word_view_masks_whole_word_tokens(data):
+    """Word-vocab tokens are one-token words; chars of a fallback word go together; no pinyin."""
+    n_char = len(data["vocab"])
+    collate = collator(data)
+    word_tokens = masked_words = 0
+    for _, b, original, word_ids in batches(data, "word", collate, n=20):
+        assert "pinyin_ids" not in b
+        masked, ids = b["masked"].numpy(), b["input_ids"].numpy()
+        maskable = maskable_of(data, original, word_ids)
+        assert not (masked & ~maskable).any() and word_coverage(masked, word_ids, maskable)[0] == 0
+        assert (ids[masked & (ids != original)] < n_char).all()  # [MASK] or a character of the char part
+        word_tokens += (original[masked] >= n_char).sum()
+        masked_words += (masked & (original >= n_char)).any(1).sum()
+        rate = masked.sum() / maskable.sum()
+        assert 0.15 <= rate < 0.17
+    assert word_tokens > 0 and masked_words > 0
+
+
+def test_a_decoded_example_shows_the_masks(data):
+    rows = data["char"][:2]
+    b = collator(data)(rows, 0)
+    r = rows[0]
+    line = describe((r["input_ids"], r["word_ids"], r["pinyin_ids"]), data["vocab"], data["pinyin"],
+                    masked=b["masked"][0].tolist(), limit=128)
+    print(line)
+    assert line.split(" │ ")[-1].count("_") == b["masked"][0].sum()
+
+
+def test_bad_masking_configs_fail_at_load():
+    for delta, message in (({"mask_prob": 0.0}, "mask_prob must be above 0"),
+                           ({"whole_word_prob": 1.5}, r"in \[0, 1\]"),
+                           ({"mask_token_prob": 0.95}, "exceeds 1"), ({"replace_per": "char"}, "one of")):
+        with pytest.raises(ConfigError, match=message):
+            from_dict(MaskingConfig, delta)
+
+
+@pytest.fixture
+def one_thread():
+    """A tiny model gains nothing from threads; and on a busy 2-core machine, OpenMP threads spin-waiting
+    for a core another process holds made these steps 10× slower (measured: 75 s instead of 5 s)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "fusion"])
+def test_three_kinds_train_on_real_shards_with_falling_loss(data, kind, one_thread):
+    """A tiny model of each kind, 30 AdamW steps over 4 fixed collated batches of real shards."""
+    from zhbert.data.glyphs import render_glyph_table
+    from zhbert.model import ModelConfig, ZhBertForPretraining, spell_pinyin
+
+    vocab_dir: Path = data["vocab_dir"]
+    sizes = {"vocab_size": len(data["vocab"])}
+    tables = {}
+    if kind == "word":
+        sizes["word_vocab_size"] = len((vocab_dir / WORD_VOCAB).read_text(encoding="utf-8").split("\n")) - 1
+    if kind == "fusion":
+        glyphs = render_glyph_table(data["vocab"].tokens).pixels
+        sizes |= {"pinyin_vocab_size": len(data["pinyin"]), "num_fonts": glyphs.shape[1],
+                  "glyph_channels": 8, "pinyin_channels": 16}
+        tables = {"glyphs": glyphs, "pinyin_letters": spell_pinyin(data["pinyin"].entries)}
+    cfg = from_dict(ModelConfig, {"embedding": kind, "hidden_size": 32, "num_layers": 2, "num_heads": 2,
+                                  "intermediate_size": 64, "max_position": 128, "hidden_dropout": 0.0,
+                                  "attention_dropout": 0.0, **sizes})
+    torch.manual_seed(0)
+    model = ZhBertForPretraining(cfg, **tables).train()
+    collate = collator(data, seed=0)
+    rows = data["word" if kind == "word" else "char"]
+    fixed = [collate(rows[i * 8:(i + 1) * 8], step=i) for i in range(4)]
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    losses = []
+    for step in range(30):
+        b = fixed[step % len(fixed)]
+        loss = model(b["input_ids"], b["attention_mask"], pinyin_ids=b.get("pinyin_ids") if kind == "fusion" else None,
+                     labels=b["labels"]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    print(f"{kind}: loss {first:.2f} → {last:.2f}")
+    assert last < 0.8 * first, losses
