@@ -37,8 +37,9 @@ class MaskingConfig:
     """How the collator masks; configs/masking/*.toml are deltas over these defaults."""
 
     mask_prob: float = 0.15
-    """Share of a sequence's maskable tokens (not special, not padding) selected for prediction; at least
-    one per sequence that has any, since a batch without labels has no loss."""
+    """Share of a sequence's maskable tokens selected for prediction; at least one per sequence that has
+    any, since a batch without labels has no loss. Maskable: not padding and not a special — [UNK]
+    counts as one, as its label would say nothing about the character it hides."""
     whole_word_prob: float = 1.0
     """Chance that a sequence is masked by whole words rather than by single tokens (1.0: always whole
     words, 0.0: always char masking); drawn per sequence, so one run can mix both."""
