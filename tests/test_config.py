@@ -46,9 +46,10 @@ def test_config_hash_is_stable_and_sensitive():
 
 def _config_class(folder: str):
     from zhbert.data.glyphs import GlyphConfig
+    from zhbert.data.masking import MaskingConfig
     from zhbert.model.config import ModelConfig
 
-    return {"data": PrepConfig, "glyphs": GlyphConfig, "model": ModelConfig}[folder]
+    return {"data": PrepConfig, "glyphs": GlyphConfig, "masking": MaskingConfig, "model": ModelConfig}[folder]
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.toml")), ids=lambda p: f"{p.parent.name}/{p.name}")
