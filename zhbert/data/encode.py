@@ -1,9 +1,11 @@
 """Documents → packed training sequences of the char view.
 
-Per sentence: jieba words → for each word its char-vocab ids and the pinyin id of every hanzi, looked up
-once per distinct word (Zipf: a small cache answers almost every lookup). Sentences are then packed
-greedily into ``[CLS] … [SEP]`` sequences of at most ``max_len`` tokens that never span two documents;
-a sentence longer than a sequence is cut at word boundaries.
+A batch of documents at a time: sentences → jieba words → each word's char-vocab ids and the pinyin id
+of every hanzi, worked out once per distinct word and kept in a table of word types (Zipf: the table
+soon answers almost every word). The tokens of the batch are then gathered from that table with numpy,
+so no Python code runs per token. Sentences are packed greedily into ``[CLS] … [SEP]`` sequences of at
+most ``max_len`` tokens that never span two documents; a sentence longer than a sequence is cut at
+word boundaries.
 
 Columns (DESIGN.md "Shards"): ``input_ids``; ``word_ids`` — which word of the sequence each token
 belongs to, numbered from 0, specials -1; ``pinyin_ids`` — 0 where a token is not a hanzi. A hanzi
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from zhbert.data.pinyin import PinyinVocab, Readings
 from zhbert.data.segment import Segmenter
 from zhbert.data.tally import Tally
 from zhbert.data.text import BASIC_HANZI, HANZI, is_hanzi, split_sentences
 from zhbert.data.vocab import CharVocab
 
-CACHE_LIMIT = 2_000_000  # distinct words kept; cleared when full so memory stays bounded on huge corpora
+TYPE_LIMIT = 2_000_000  # distinct words kept; the table restarts when full so memory stays bounded
 
 
 @dataclass
@@ -34,6 +38,24 @@ class PackConfig:
 Piece = tuple[list[int], list[int], list[int]]  # input_ids, word_ids, pinyin_ids
 
 
+@dataclass
+class Encoded:
+    """Packed sequences of a batch of documents, flat: sequence k is ``[offsets[k], offsets[k+1])``."""
+
+    input_ids: np.ndarray  # (N,) int32
+    word_ids: np.ndarray  # (N,) int32, -1 on [CLS]/[SEP]
+    pinyin_ids: np.ndarray  # (N,) int16
+    offsets: np.ndarray  # (S+1,) int64
+    doc_index: np.ndarray  # (S,) the input document each sequence comes from
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def sequence(self, k: int) -> Piece:
+        a, b = self.offsets[k], self.offsets[k + 1]
+        return self.input_ids[a:b].tolist(), self.word_ids[a:b].tolist(), self.pinyin_ids[a:b].tolist()
+
+
 class DocumentEncoder:
     def __init__(self, vocab: CharVocab, pinyin: PinyinVocab, segmenter: Segmenter, pack: PackConfig):
         if pack.max_len < 8:
@@ -42,87 +64,128 @@ class DocumentEncoder:
         self.limit = pack.max_len - 2
         self.readings = Readings()
         self._token_ids = vocab.tokenizer.get_vocab()
-        self._words: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._reset_types()
+
+    def _reset_types(self) -> None:
+        """The word-type table: type t has tokens ``_tok[_start[t] : _start[t] + _len[t]]`` (and pinyin)."""
+        self._type: dict[str, int] = {}
+        self._start: list[int] = []
+        self._len: list[int] = []
+        self._tok: list[int] = []
+        self._py: list[int] = []
 
     def word(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(token ids, pinyin ids) of one jieba word; whitespace words have no tokens."""
-        hit = self._words.get(word)
-        if hit is not None:
-            return hit
         pinyin_ids = self.pinyin.ids
         if BASIC_HANZI.fullmatch(word):  # the tokenizer makes each such char a token: skip its pipeline
             unk = self.vocab.unk_id
-            ids = tuple(self._token_ids.get(c, unk) for c in word)
-            py = tuple(pinyin_ids.get(r, PinyinVocab.UNK) for r in self.readings(word))
-        else:
-            enc = self.vocab.tokenizer.encode(word, add_special_tokens=False)
-            ids = tuple(enc.ids)
-            readings = self.readings(word) if HANZI.search(word) else None
-            py = tuple(pinyin_ids.get(readings[start], PinyinVocab.UNK)
-                       if readings and end - start == 1 and is_hanzi(word[start]) else PinyinVocab.PAD
-                       for start, end in enc.offsets)
-        if len(self._words) >= CACHE_LIMIT:
-            self._words.clear()
-        hit = self._words[word] = (ids, py)
-        return hit
+            return (tuple(self._token_ids.get(c, unk) for c in word),
+                    tuple(pinyin_ids.get(r, PinyinVocab.UNK) for r in self.readings(word)))
+        enc = self.vocab.tokenizer.encode(word, add_special_tokens=False)
+        readings = self.readings(word) if HANZI.search(word) else None
+        return tuple(enc.ids), tuple(pinyin_ids.get(readings[start], PinyinVocab.UNK)
+                                     if readings and end - start == 1 and is_hanzi(word[start]) else PinyinVocab.PAD
+                                     for start, end in enc.offsets)
 
-    def sentence(self, text: str) -> Piece:
-        ids: list[int] = []
-        word_ids: list[int] = []
-        pinyin_ids: list[int] = []
-        w = 0
-        get = self._words.get
-        for word in self.segmenter.cut(text):
-            hit = get(word) or self.word(word)
-            tok = hit[0]
-            if tok:
-                ids += tok
-                pinyin_ids += hit[1]
-                word_ids += [w] * len(tok)
-                w += 1
-        return ids, word_ids, pinyin_ids
+    def _types(self, words: list[str]) -> np.ndarray:
+        """Word-type id of every word; new words are worked out once and added to the table."""
+        if len(self._type) > TYPE_LIMIT:
+            self._reset_types()
+        idx = list(map(self._type.get, words))
+        if None in idx:
+            for w in dict.fromkeys(w for w, t in zip(words, idx) if t is None):
+                ids, py = self.word(w)
+                self._type[w] = len(self._len)
+                self._start.append(len(self._tok))
+                self._len.append(len(ids))
+                self._tok += ids
+                self._py += py
+            idx = list(map(self._type.get, words))
+        return np.array(idx, dtype=np.int64)
 
-    def document(self, text: str, tally: Tally) -> list[Piece]:
-        """Packed sequences of one document, with [CLS]/[SEP] added."""
+    def encode(self, texts: list[str], tally: Tally) -> Encoded:
+        words: list[str] = []
+        sent_words: list[int] = []  # words per sentence
+        sent_doc: list[int] = []  # document of each sentence
+        for d, text in enumerate(texts):
+            for sent in split_sentences(text):
+                cut = self.segmenter.cut(sent)
+                words += cut
+                sent_words.append(len(cut))
+                sent_doc.append(d)
+        tally.add("sentences", len(sent_words))
+
+        # every token of the batch, gathered from the word-type table
+        types = self._types(words)
+        lens = np.array(self._len, dtype=np.int64)[types]
+        sent_of_word = np.repeat(np.arange(len(sent_words)), sent_words)
+        keep = lens > 0  # whitespace words have no tokens
+        types, lens, sent_of_word = types[keep], lens[keep], sent_of_word[keep]
+        word_start = np.cumsum(lens) - lens
+        src = np.repeat(np.array(self._start, dtype=np.int64)[types] - word_start, lens) + np.arange(lens.sum())
+        ids = np.array(self._tok, dtype=np.int32)[src]  # (tokens,)
+        pys = np.array(self._py, dtype=np.int16)[src]
+        word_of = np.repeat(np.arange(len(types)), lens)  # word index (in the batch) of each token
+        sent_len = np.bincount(sent_of_word, weights=lens, minlength=len(sent_words)).astype(np.int64)
+        sent_start = np.cumsum(sent_len) - sent_len
+
+        spans = self._pack(sent_start.tolist(), sent_len.tolist(), sent_doc, word_of, tally)
+        return self._assemble(spans, ids, pys, word_of)
+
+    def _pack(self, sent_start: list[int], sent_len: list[int], sent_doc: list[int], word_of: np.ndarray,
+              tally: Tally) -> list[tuple[int, int, int]]:
+        """Greedy packing of whole sentences: (first token, end token, document) per sequence."""
         limit, out = self.limit, []
-        cur: Piece = ([], [], [])
-        for sent in split_sentences(text):
-            tally.add("sentences")
-            for piece in self._fit(self.sentence(sent), tally):
-                if cur[0] and len(cur[0]) + len(piece[0]) > limit:
-                    out.append(self._close(cur))
-                    cur = ([], [], [])
-                offset = cur[1][-1] + 1 if cur[1] else 0
-                cur[0].extend(piece[0])
-                cur[1].extend(w + offset for w in piece[1])
-                cur[2].extend(piece[2])
-        if cur[0]:
-            out.append(self._close(cur))
+        a = b = doc = -1
+        for start, n, d in zip(sent_start, sent_len, sent_doc):
+            if n == 0:
+                continue
+            if d != doc and a >= 0:
+                out.append((a, b, doc))
+                a = -1
+            doc = d
+            for pa, pb in [(start, start + n)] if n <= limit else self._cut(word_of, start, start + n, tally):
+                if a >= 0 and (b - a) + (pb - pa) > limit:
+                    out.append((a, b, doc))
+                    a = -1
+                if a < 0:
+                    a = pa
+                b = pb
+        if a >= 0:
+            out.append((a, b, doc))
         return out
 
-    def _fit(self, piece: Piece, tally: Tally) -> list[Piece]:
-        """Cut a sentence longer than a sequence at word boundaries (inside a word only if it must)."""
-        ids, word_ids, pinyin_ids = piece
-        if len(ids) <= self.limit:
-            return [piece] if ids else []
+    def _cut(self, word_of: np.ndarray, a: int, b: int, tally: Tally) -> list[tuple[int, int]]:
+        """A sentence longer than a sequence, cut at word boundaries (inside a word only if it must)."""
         tally.add("long_sentences_cut")
-        out, start = [], 0
-        while start < len(ids):
-            end = min(start + self.limit, len(ids))
-            if end < len(ids) and word_ids[end] == word_ids[end - 1]:  # back off to the word's start
+        out, start = [], a
+        while start < b:
+            end = min(start + self.limit, b)
+            if end < b and word_of[end] == word_of[end - 1]:  # back off to the start of the word
                 back = end
-                while back > start and word_ids[back - 1] == word_ids[end]:
+                while back > start and word_of[back - 1] == word_of[end]:
                     back -= 1
                 end = back if back > start else end
-            first = word_ids[start]
-            out.append((ids[start:end], [w - first for w in word_ids[start:end]], pinyin_ids[start:end]))
+            out.append((start, end))
             start = end
         return out
 
-    def _close(self, piece: Piece) -> Piece:
-        ids, word_ids, pinyin_ids = piece
-        return ([self.vocab.cls_id, *ids, self.vocab.sep_id], [-1, *word_ids, -1],
-                [PinyinVocab.PAD, *pinyin_ids, PinyinVocab.PAD])
+    def _assemble(self, spans: list[tuple[int, int, int]], ids: np.ndarray, pys: np.ndarray,
+                  word_of: np.ndarray) -> Encoded:
+        """[CLS] + tokens + [SEP] per span; word ids renumbered from 0 in each sequence."""
+        starts = np.array([s[0] for s in spans], dtype=np.int64)
+        size = np.array([s[1] - s[0] + 2 for s in spans], dtype=np.int64)
+        offsets = np.zeros(len(spans) + 1, dtype=np.int64)
+        np.cumsum(size, out=offsets[1:])
+        pos = np.arange(offsets[-1]) - np.repeat(offsets[:-1], size)  # position inside its sequence
+        special = (pos == 0) | (pos == np.repeat(size - 1, size))
+        src = np.where(special, 0, np.repeat(starts, size) + pos - 1)
+        out_ids = np.where(pos == 0, self.vocab.cls_id, np.where(special, self.vocab.sep_id, ids[src]))
+        first_word = np.repeat(word_of[starts] if len(spans) else starts, size)
+        out_words = np.where(special, -1, word_of[src] - first_word)
+        out_py = np.where(special, PinyinVocab.PAD, pys[src])
+        return Encoded(out_ids.astype(np.int32), out_words.astype(np.int32), out_py.astype(np.int16), offsets,
+                       np.array([s[2] for s in spans], dtype=np.int64))
 
 
 def describe(piece: Piece, vocab: CharVocab, pinyin: PinyinVocab, masked: list[bool] | None = None,

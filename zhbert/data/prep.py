@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from datasets import Features, Value
 from tqdm.auto import tqdm
 
@@ -182,18 +183,17 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
         table = pa.ipc.open_stream(source).read_all().slice(start, end - start)
     ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
     tally = Tally()
-    cols: dict[str, list] = {"input_ids": [], "word_ids": [], "pinyin_ids": [], "doc_id": []}
-    for doc_id, text in zip(ids, texts):
-        for input_ids, word_ids, pinyin_ids in encoder.document(text, tally):
-            cols["input_ids"].append(input_ids)
-            cols["word_ids"].append(word_ids)
-            cols["pinyin_ids"].append(pinyin_ids)
-            cols["doc_id"].append(doc_id)
-    unk = encoder.vocab.unk_id
-    tally.add("sequences", len(cols["input_ids"]))
-    tally.add("tokens", sum(map(len, cols["input_ids"])))
-    tally.add("unk_tokens", sum(s.count(unk) for s in cols["input_ids"]))
-    tally.add("words", sum(w[-2] + 1 for w in cols["word_ids"] if len(w) > 2))
+    enc = encoder.encode(texts, tally)
+    offsets = pa.array(enc.offsets.astype(np.int32))
+    cols = {"input_ids": pa.ListArray.from_arrays(offsets, pa.array(enc.input_ids)),
+            "word_ids": pa.ListArray.from_arrays(offsets, pa.array(enc.word_ids)),
+            "pinyin_ids": pa.ListArray.from_arrays(offsets, pa.array(enc.pinyin_ids)),
+            "doc_id": [ids[d] for d in enc.doc_index.tolist()]}
+    tally.add("sequences", len(enc))
+    tally.add("tokens", len(enc.input_ids))
+    tally.add("unk_tokens", int((enc.input_ids == encoder.vocab.unk_id).sum()))
+    if len(enc):
+        tally.add("words", int((np.maximum.reduceat(enc.word_ids, enc.offsets[:-1]) + 1).sum()))
     stats = {"key": key, "file": out.name, "documents": end - start, **tally.to_dict()}
     write_json(stats_path, stats)
     write_arrow(out, cols, CHAR_VIEW)
@@ -234,8 +234,9 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         return manifest
 
     if docs.num_rows:
-        example = DocumentEncoder(vocab, pinyin, Segmenter(cfg.segment), cfg.pack).document(docs[0]["text"], Tally())
-        print("example │", describe(example[0], vocab, pinyin))
+        # the encoder is built here once; forked workers inherit it with its dictionaries loaded
+        example = _encoder(cfg).encode([docs[0]["text"]], Tally())
+        print("example │", describe(example.sequence(0), vocab, pinyin))
     chars = docs.data.column("chars").to_pylist()
     plan = _shard_plan(chars, cfg.shard_chars)
     clean_file = docs.cache_files[0]["filename"]

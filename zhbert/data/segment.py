@@ -64,12 +64,12 @@ def read_user_dict(path: str | Path) -> list[tuple[str, int | None, str | None]]
 class Segmenter:
     def __init__(self, cfg: SegmentConfig):
         self.cfg = cfg
+        self._cut: Callable[[str], list[str]] | None = None
 
     def cut(self, text: str) -> list[str]:
-        """Words of ``text``. The first call loads the backend and binds its cut function over this
-        method on the instance, so later calls (one per sentence) go straight to the backend."""
-        self.cut = self._load()
-        return self.cut(text)
+        if self._cut is None:
+            self._cut = self._load()
+        return self._cut(text)
 
     def _load(self) -> Callable[[str], list[str]]:
         entries = [e for d in self.cfg.user_dicts for e in read_user_dict(d)]
@@ -96,4 +96,4 @@ class Segmenter:
         return cut
 
     def __getstate__(self) -> dict:
-        return {"cfg": self.cfg}  # the loaded backend stays behind: each worker loads its own
+        return {"cfg": self.cfg, "_cut": None}  # the loaded backend stays behind: each worker loads its own

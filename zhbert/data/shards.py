@@ -45,7 +45,8 @@ class ArrowStream:
         self.tmp = path.with_name(path.name + ".tmp")
         self.writer = ArrowWriter(features=features, path=str(self.tmp))
 
-    def write(self, columns: dict[str, list]) -> None:
+    def write(self, columns: dict[str, list | object]) -> None:
+        """Columns as Python lists or pyarrow arrays."""
         import pyarrow as pa
 
         self.writer.write_table(pa.table(columns, schema=self.schema))  # pyarrow converts in C
@@ -62,7 +63,7 @@ class ArrowStream:
             os.replace(self.tmp, self.path)
 
 
-def write_arrow(path: Path, columns: dict[str, list], features: Features) -> None:
+def write_arrow(path: Path, columns: dict[str, list | object], features: Features) -> None:
     with ArrowStream(path, features) as stream:
         stream.write(columns)
 
