@@ -15,6 +15,7 @@ missing from the char vocab becomes [UNK] but keeps its own reading: the model s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -69,10 +70,10 @@ class DocumentEncoder:
     def _reset_types(self) -> None:
         """The word-type table: type t has tokens ``_tok[_start[t] : _start[t] + _len[t]]`` (and pinyin)."""
         self._type: dict[str, int] = {}
-        self._start: list[int] = []
-        self._len: list[int] = []
-        self._tok: list[int] = []
-        self._py: list[int] = []
+        self._start = np.zeros(0, dtype=np.int64)
+        self._len = np.zeros(0, dtype=np.int64)
+        self._tok = np.zeros(0, dtype=np.int32)
+        self._py = np.zeros(0, dtype=np.int16)
 
     def word(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(token ids, pinyin ids) of one jieba word; whitespace words have no tokens."""
@@ -93,13 +94,14 @@ class DocumentEncoder:
             self._reset_types()
         idx = list(map(self._type.get, words))
         if None in idx:
-            for w in dict.fromkeys(w for w, t in zip(words, idx) if t is None):
-                ids, py = self.word(w)
-                self._type[w] = len(self._len)
-                self._start.append(len(self._tok))
-                self._len.append(len(ids))
-                self._tok += ids
-                self._py += py
+            new = list(dict.fromkeys(w for w, t in zip(words, idx) if t is None))
+            entries = [self.word(w) for w in new]
+            lens = np.array([len(ids) for ids, _ in entries], dtype=np.int64)
+            self._type.update(zip(new, range(len(self._len), len(self._len) + len(new))))
+            self._start = np.concatenate([self._start, len(self._tok) + np.cumsum(lens) - lens])
+            self._len = np.concatenate([self._len, lens])
+            self._tok = np.concatenate([self._tok, np.fromiter(chain.from_iterable(e[0] for e in entries), np.int32)])
+            self._py = np.concatenate([self._py, np.fromiter(chain.from_iterable(e[1] for e in entries), np.int16)])
             idx = list(map(self._type.get, words))
         return np.array(idx, dtype=np.int64)
 
@@ -117,14 +119,13 @@ class DocumentEncoder:
 
         # every token of the batch, gathered from the word-type table
         types = self._types(words)
-        lens = np.array(self._len, dtype=np.int64)[types]
+        lens = self._len[types]
         sent_of_word = np.repeat(np.arange(len(sent_words)), sent_words)
         keep = lens > 0  # whitespace words have no tokens
         types, lens, sent_of_word = types[keep], lens[keep], sent_of_word[keep]
         word_start = np.cumsum(lens) - lens
-        src = np.repeat(np.array(self._start, dtype=np.int64)[types] - word_start, lens) + np.arange(lens.sum())
-        ids = np.array(self._tok, dtype=np.int32)[src]  # (tokens,)
-        pys = np.array(self._py, dtype=np.int16)[src]
+        src = np.repeat(self._start[types] - word_start, lens) + np.arange(lens.sum())
+        ids, pys = self._tok[src], self._py[src]  # (tokens,)
         word_of = np.repeat(np.arange(len(types)), lens)  # word index (in the batch) of each token
         sent_len = np.bincount(sent_of_word, weights=lens, minlength=len(sent_words)).astype(np.int64)
         sent_start = np.cumsum(sent_len) - sent_len
