@@ -144,48 +144,41 @@ class ZhBertForPretraining(ZhBertModel):
         return ModelOutput(logits=logits, loss=loss, pair_logits=pair_logits)
 
 
-class ZhBertForSequenceClassification(ZhBertModel):
+class _Classifier(ZhBertModel):
+    """A label per sequence or per token: the head decides which, and the loss is the same for both."""
+
+    head_type: type[nn.Module]
+
+    def __init__(self, cfg: ModelConfig, num_labels: int, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__(cfg, glyphs, pinyin_letters)
+        self.num_labels = num_labels
+        self.head = self.head_type(cfg, num_labels)
+        self.initialize()
+
+    def head_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> ModelOutput:
+        """labels: (B,) class ids for a sequence head; (B, T) tag ids, -100 on specials and padding, for a
+        token head."""
+        logits = self.head(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids))  # (B, n) | (B, T, n)
+        loss = F.cross_entropy(logits.flatten(0, -2), labels.flatten()) if labels is not None else None
+        return ModelOutput(logits=logits, loss=loss)
+
+
+class ZhBertForSequenceClassification(_Classifier):
     """Sentence / sentence-pair classification (AFQMC, TNEWS, IFLYTEK, OCNLI, CSL, WSC)."""
 
-    def __init__(self, cfg: ModelConfig, num_labels: int, glyphs: torch.Tensor | np.ndarray | None = None,
-                 pinyin_letters: torch.Tensor | None = None) -> None:
-        super().__init__(cfg, glyphs, pinyin_letters)
-        self.num_labels = num_labels
-        self.head = ClassificationHead(cfg, num_labels)
-        self.initialize()
-
-    def head_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels}
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> ModelOutput:
-        """labels (B,) class ids."""
-        logits = self.head(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids))  # (B, n)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return ModelOutput(logits=logits, loss=loss)
+    head_type = ClassificationHead
 
 
-class ZhBertForTokenClassification(ZhBertModel):
+class ZhBertForTokenClassification(_Classifier):
     """A tag per token (CLUENER, MSRA NER)."""
 
-    def __init__(self, cfg: ModelConfig, num_labels: int, glyphs: torch.Tensor | np.ndarray | None = None,
-                 pinyin_letters: torch.Tensor | None = None) -> None:
-        super().__init__(cfg, glyphs, pinyin_letters)
-        self.num_labels = num_labels
-        self.head = TokenClassificationHead(cfg, num_labels)
-        self.initialize()
-
-    def head_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels}
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> ModelOutput:
-        """labels (B, T) tag ids, -100 on specials and padding."""
-        logits = self.head(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids))  # (B, T, n)
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten()) if labels is not None else None
-        return ModelOutput(logits=logits, loss=loss)
+    head_type = TokenClassificationHead
 
 
 class ZhBertForSpanExtraction(ZhBertModel):
