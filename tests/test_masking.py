@@ -24,7 +24,8 @@ BATCHES, BATCH_SIZE = 60, 32
 
 @pytest.fixture(scope="module")
 def data(small_corpus, vocab_dir, tmp_path_factory) -> dict:
-    """Char-view and word-view shards of the small real corpus, as lists of rows, and the vocabs."""
+    """Char-view and word-view shards of the small real corpus, as lists of rows (char view also with
+    ``doc_id``, for NSP), and the vocabs."""
     tmp = tmp_path_factory.mktemp("masking")
     vocab = tmp / "vocab"  # build_word_view writes word_vocab.txt here: keep the shared vocab folder clean
     vocab.mkdir()
@@ -35,6 +36,7 @@ def data(small_corpus, vocab_dir, tmp_path_factory) -> dict:
     build_word_view(tmp / "char", vocab, tmp / "word", size=2000, min_count=2)
     return {"char": load_shards(tmp / "char").remove_columns("doc_id").to_list(),
             "word": load_shards(tmp / "word").remove_columns("doc_id").to_list(),
+            "char_docs": load_shards(tmp / "char").to_list(),
             "vocab_dir": vocab, "vocab": CharVocab.load(vocab), "pinyin": PinyinVocab.load(vocab)}
 
 
@@ -220,6 +222,100 @@ def test_bad_masking_configs_fail_at_load():
             from_dict(MaskingConfig, delta)
 
 
+def unpacked_pairs(data: dict, rows: list[dict], b: dict):
+    """Per row: (original row, label, A, B, masked flags of A and B) from a pair batch, checking its layout:
+    [CLS] A [SEP] B [SEP] with segment ids 0 then 1, padding after it, no special masked."""
+    v = data["vocab"]
+    ids = np.where(b["labels"].numpy() != IGNORE, b["labels"].numpy(), b["input_ids"].numpy())  # unmasked
+    types, masked, attention = b["token_type_ids"].numpy(), b["masked"].numpy(), b["attention_mask"].numpy()
+    for i, row in enumerate(rows):
+        n = attention[i].sum()
+        assert ids[i, 0] == v.cls_id and ids[i, n - 1] == v.sep_id and (types[i, n:] == 0).all()
+        seps = np.flatnonzero(ids[i, :n] == v.sep_id)
+        assert not masked[i, [0, *seps]].any()
+        if len(seps) == 1:  # fewer than two words: one segment
+            assert b["pair_labels"][i] == 0 and (types[i] == 0).all() and ids[i, :n].tolist() == row["input_ids"]
+            continue
+        first = seps[0]
+        assert len(seps) == 2 and (types[i, : first + 1] == 0).all() and (types[i, first + 1:n] == 1).all()
+        yield (row, int(b["pair_labels"][i]), ids[i, 1:first], ids[i, first + 1:n - 1],
+               masked[i, 1:first], masked[i, first + 1:n - 1])
+
+
+@pytest.mark.parametrize("view", ["char", "word"])
+def test_sop_pairs_are_the_row_cut_between_words_and_swapped_half_the_time(data, view):
+    """A + B (or B + A when swapped) is the original row, cut between two words — right after a sentence
+    end when the middle half of the row has one; whole-word masking still takes whole words; about half
+    the pairs swapped."""
+    tokenizer = data["vocab"].tokenizer
+    ends = [i for i in map(tokenizer.token_to_id, "。！？!?…") if i is not None]
+    after_sentence_end = swapped = n = 0
+    for rows, b, _, _ in batches(data, view, collator(data, pairs="sop"), n=10):
+        for row, label, a, bb, masked_a, masked_b in unpacked_pairs(data, rows, b):
+            body, words = np.array(row["input_ids"][1:-1]), np.array(row["word_ids"][1:-1])
+            order = (bb, a) if label else (a, bb)
+            assert np.concatenate(order).tolist() == body.tolist()
+            cut = len(order[0])
+            assert words[cut - 1] != words[cut]  # never inside a word
+            k = np.arange(1, len(body))  # cuts before token k: after a sentence's last word, in the middle half
+            sentence_cuts = np.isin(body[k - 1], ends) & (words[k - 1] != words[k])
+            if (sentence_cuts & (abs(k - len(body) / 2) <= len(body) / 4)).any():
+                assert body[cut - 1] in ends
+                after_sentence_end += 1
+            masked = np.concatenate((masked_b, masked_a) if label else (masked_a, masked_b))
+            maskable = maskable_of(data, body[None], words[None])
+            assert word_coverage(masked[None], words[None], maskable)[0] == 0
+            swapped += label
+            n += 1
+    print(f"{view}: {n} pairs, {swapped / n:.2f} swapped, {after_sentence_end} cut after a sentence end")
+    assert 0.4 < swapped / n < 0.6 and after_sentence_end > 0
+
+
+def test_nsp_takes_b_from_another_document_half_the_time(data):
+    """Label 0: A + B is the original row. Label 1: A starts the row, B is a stretch of a row of another
+    document in the batch; the pair is at most one token longer than the row."""
+    swapped = n = 0
+    for rows, b, _, _ in batches(data, "char_docs", collator(data, pairs="nsp"), n=10):
+        for row, label, a, bb, _, _ in unpacked_pairs(data, rows, b):
+            body = row["input_ids"][1:-1]
+            assert len(a) + len(bb) + 3 <= len(row["input_ids"]) + 1
+            if label == 0:
+                assert np.concatenate([a, bb]).tolist() == body
+                continue
+            assert a.tolist() == body[: len(a)]
+            stretch = "," + ",".join(map(str, bb)) + ","
+            assert any(stretch in "," + ",".join(map(str, r["input_ids"][1:-1])) + ","
+                       for r in rows if r["doc_id"] != row["doc_id"])
+            swapped += 1
+        n += len(rows)
+    print(f"nsp: {swapped / n:.2f} of rows paired with another document")
+    assert 0.35 < swapped / n < 0.6
+    no_docs = collator(data, pairs="nsp")(data["char"][:32], 0)
+    assert (no_docs["pair_labels"] == 0).all()  # without doc ids no row can be told apart as another document
+
+
+@pytest.mark.parametrize("pairs", ["sop", "nsp"])
+def test_pairs_follow_the_seed_and_step(data, pairs):
+    rows = data["char_docs"][:32]
+    first, again = collator(data, seed=3, pairs=pairs)(rows, 7), collator(data, seed=3, pairs=pairs)(rows, 7)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["pair_labels"], collator(data, seed=3, pairs=pairs)(rows, 8)["pair_labels"])
+    assert "pair_labels" not in collator(data)(rows, 7) and "token_type_ids" not in collator(data)(rows, 7)
+
+
+def test_sop_batch_trains_a_pair_head(data):
+    """A tiny model with the SOP head takes a pair batch (segment ids, pair labels): finite MLM + SOP loss."""
+    from zhbert.model import ModelConfig, ZhBertForPretraining
+
+    cfg = from_dict(ModelConfig, {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                                  "max_position": 160, "vocab_size": len(data["vocab"]), "pair_head": "sop"})
+    torch.manual_seed(0)
+    b = collator(data, pairs="sop")(data["char"][:8], 0)
+    out = ZhBertForPretraining(cfg)(b["input_ids"], b["attention_mask"], token_type_ids=b["token_type_ids"],
+                                    labels=b["labels"], pair_labels=b["pair_labels"])
+    assert out.pair_logits.shape == (8, 2) and torch.isfinite(out.loss)
+
+
 @pytest.fixture
 def one_thread():
     """A tiny model gains nothing from threads; and on a busy 2-core machine, OpenMP threads spin-waiting
@@ -267,3 +363,4 @@ def test_three_kinds_train_on_real_shards_with_falling_loss(data, kind, one_thre
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     print(f"{kind}: loss {first:.2f} → {last:.2f}")
     assert last < 0.8 * first, losses
+

@@ -13,6 +13,12 @@ the rows, ``seed`` and ``s``, so a resumed run re-creates the masks it would hav
 The word view goes through the same path: a word-vocab token is its own word, a word spelled in chars
 has several tokens sharing a word id, and the random characters come from the word vocab's char part
 (the char vocab, at the same ids). Its rows have no ``pinyin_ids``, and its batches no pinyin.
+
+With ``pairs`` set, each row is first cut into two segments for a sentence-pair objective: after the
+sentence end nearest the middle, if the middle half of the row has one, else at the word boundary
+nearest the middle (never inside a word), giving ``[CLS] A [SEP] B [SEP]``. SOP (ALBERT) swaps A and B
+half the time; NSP (BERT) replaces B half the time by the second part of a row of another document in
+the batch. Masking then runs on the pairs as usual.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
 
 IGNORE = -100  # label of positions the loss skips (torch's cross-entropy default)
+SENTENCE_ENDS = ("。", "！", "？", "!", "?", "…")  # a segment cut right after one of these is a whole sentence
 
 
 @dataclass
@@ -53,6 +60,10 @@ class MaskingConfig:
     whole-word masking) or for each token separately."""
     seed: int = 0
     """Seed of the masking stream; the batch for step s uses (seed, s) only."""
+    pairs: Literal["none", "sop", "nsp"] = "none"
+    """Build sentence pairs for the model's ``pair_head``: none (one segment a row), sop (the row's two
+    halves, swapped half the time: label 1) or nsp (the second half replaced, half the time, by a part of
+    another document's row of the batch: label 1). Must match ``ModelConfig.pair_head``."""
 
     def __post_init__(self) -> None:
         for name in ("mask_prob", "whole_word_prob", "mask_token_prob", "random_token_prob"):
@@ -69,6 +80,8 @@ class MaskingCollator:
     """``collator(rows, step)`` → dict of tensors, each (B, T) with T the longest row of the batch:
     ``input_ids``, ``attention_mask``, ``labels`` (original id where selected, -100 elsewhere),
     ``masked`` (bool, the selected positions, for logging) and, for char-view rows, ``pinyin_ids``.
+    With ``pairs`` set, also ``token_type_ids`` (B, T) — 0 on [CLS] A [SEP] and padding, 1 on B [SEP] —
+    and ``pair_labels`` (B,); NSP reads each row's ``doc_id`` (no other document, no label-1 pair).
     """
 
     def __init__(self, cfg: MaskingConfig, vocab: CharVocab, pinyin: PinyinVocab) -> None:
@@ -82,10 +95,14 @@ class MaskingCollator:
         for i in self.random_ids:
             if is_hanzi(tokens[i]):
                 self.pinyin_of[i] = pinyin.ids.get(readings(tokens[i])[0], PinyinVocab.UNK)
+        self.sentence_ends = np.array([vocab.tokenizer.token_to_id(t) for t in SENTENCE_ENDS
+                                       if vocab.tokenizer.token_to_id(t) is not None], np.int64)
 
     def __call__(self, rows: Sequence[dict[str, Any]], step: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, step])
+        if cfg.pairs != "none":
+            rows, pair_labels = self._make_pairs(rows, rng)
         ids = self._pad(rows, "input_ids", self.vocab.pad_id)  # (B, T)
         word_ids = self._pad(rows, "word_ids", -1)  # (B, T)
         B, T = ids.shape
@@ -117,7 +134,68 @@ class MaskingCollator:
             pinyin = self._pad(rows, "pinyin_ids", PinyinVocab.PAD)
             pinyin = np.where(to_random, self.pinyin_of[random_ids], np.where(to_mask, PinyinVocab.MASK, pinyin))
             batch["pinyin_ids"] = torch.from_numpy(pinyin)
+        if cfg.pairs != "none":
+            batch["token_type_ids"] = torch.from_numpy(self._pad(rows, "token_type_ids", 0))
+            batch["pair_labels"] = torch.from_numpy(pair_labels)
         return batch
+
+    def _make_pairs(self, rows: Sequence[dict[str, Any]],
+                    rng: np.random.Generator) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        """Rows → ``[CLS] A [SEP] B [SEP]`` rows with ``token_type_ids``, and the pair labels (B,).
+        A row of fewer than two words stays one segment with label 0."""
+        keys = [k for k in ("input_ids", "word_ids", "pinyin_ids") if k in rows[0]]
+        bodies = [{k: np.asarray(r[k][1:-1], np.int64) for k in keys} for r in rows]  # without [CLS], [SEP]
+        cuts = [self._cut(b["input_ids"], b["word_ids"]) for b in bodies]
+        # drawn for all rows at once, so the draws (and the masks after them) don't hinge on which rows split
+        coin, partner_draw = rng.random(len(rows)) < 0.5, rng.random(len(rows))
+        labels = np.zeros(len(rows), np.int64)
+        out = []
+        for i, (body, cut) in enumerate(zip(bodies, cuts)):
+            if cut is None:
+                out.append(self._join(body, None))
+                continue
+            first, second = _part(body, 0, cut), _part(body, cut, None)
+            if self.cfg.pairs == "sop":
+                labels[i] = coin[i]
+                out.append(self._join(second, first) if coin[i] else self._join(first, second))
+                continue
+            others = [j for j, r in enumerate(rows) if cuts[j] is not None and "doc_id" in r
+                      and r["doc_id"] != rows[i]["doc_id"]]
+            if coin[i] and others:  # not next: another document's second part, no longer than ours
+                j = others[int(partner_draw[i] * len(others))]
+                second = _part(bodies[j], cuts[j], cuts[j] + len(second["input_ids"]))
+                labels[i] = 1
+            out.append(self._join(first, second))
+        return out, labels
+
+    def _cut(self, ids: np.ndarray, word_ids: np.ndarray) -> int | None:
+        """Where to split a row's tokens (without [CLS] / [SEP]): the word boundary nearest the middle,
+        preferring one right after a sentence end within the middle half; None below two words."""
+        boundaries = np.flatnonzero(word_ids[1:] != word_ids[:-1]) + 1  # a new word starts here
+        if not len(boundaries):
+            return None
+        middle = len(ids) / 2
+        ends = boundaries[np.isin(ids[boundaries - 1], self.sentence_ends)]
+        ends = ends[np.abs(ends - middle) <= middle / 2]
+        candidates = ends if len(ends) else boundaries
+        return int(candidates[np.argmin(np.abs(candidates - middle))])
+
+    def _join(self, a: dict[str, np.ndarray], b: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """``[CLS] a [SEP] b [SEP]`` (or ``[CLS] a [SEP]``); word ids renumbered from 0, B's after A's, so
+        whole-word masking never joins a word of A to one of B. The new specials have word id -1, pinyin 0."""
+        v = self.vocab
+        sep = {"input_ids": v.sep_id, "word_ids": -1, "pinyin_ids": PinyinVocab.PAD}
+        row = {k: [[v.cls_id if k == "input_ids" else sep[k]]] for k in a} | {"token_type_ids": [[0]]}
+        n_words = 0
+        for segment_id, seg in enumerate([a] if b is None else [a, b]):
+            w = seg["word_ids"]
+            renumbered = np.full_like(w, -1)
+            renumbered[w >= 0] = n_words + np.unique(w[w >= 0], return_inverse=True)[1]
+            n_words = renumbered.max(initial=n_words - 1) + 1
+            for k, col in (seg | {"word_ids": renumbered}).items():
+                row[k] += [col, [sep[k]]]
+            row["token_type_ids"].append(np.full(len(w) + 1, segment_id))
+        return {k: np.concatenate(parts).astype(np.int64) for k, parts in row.items()}
 
     def _select_units(self, unit: np.ndarray, n_maskable: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Per row, units in random order until ``mask_prob`` of the maskable tokens are covered → (B, T) bool."""
@@ -141,3 +219,8 @@ class MaskingCollator:
         for i, r in enumerate(rows):
             out[i, : len(r[key])] = r[key]
         return out
+
+
+def _part(body: dict[str, np.ndarray], start: int, stop: int | None) -> dict[str, np.ndarray]:
+    """Tokens ``start:stop`` of every column of a row."""
+    return {k: col[start:stop] for k, col in body.items()}
