@@ -27,3 +27,22 @@ def test_data_steps_import_no_model_code():
             "print([m for m in sys.modules if m.startswith(('torch', 'zhbert.model', 'deepspeed'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stray_arguments_are_refused_where_no_overrides_are_taken(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as err:
+        main(["corpus", "fetch", "--typo=1"])
+    assert err.value.code == 2 and "unrecognised arguments: --typo=1" in capsys.readouterr().err
+
+
+def test_paths_with_quotes_and_backslashes_reach_the_config(tmp_path):
+    from zhbert.cli import _prep_flag_overrides, build_parser
+    from zhbert.config import load
+    from zhbert.data.prep import PrepConfig
+
+    odd = str(tmp_path / 'a "quoted" \\ dir')
+    args, _ = build_parser().parse_known_args(["prep", odd, "--out", odd, "--num-proc", "2", "--encoding", "gb18030"])
+    cfg = load(PrepConfig, None, _prep_flag_overrides(args))
+    assert cfg.inputs == [odd] and cfg.output == odd and cfg.num_proc == 2 and cfg.read.encoding == "gb18030"

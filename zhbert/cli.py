@@ -7,6 +7,7 @@ Config overrides are written like the TOML keys they change: `--normalize.t2s=tr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,13 +40,11 @@ def cmd_prep(args: argparse.Namespace, rest: list[str]) -> None:
 
 def _prep_flag_overrides(args: argparse.Namespace) -> list[str]:
     """Plain flags are shorthands for config keys, so the config stays the single source of truth."""
-    out = []
-    if args.inputs:
-        out.append("inputs=[" + ", ".join(f'"{p}"' for p in args.inputs) + "]")
+    out = [f"inputs={json.dumps(args.inputs)}"] if args.inputs else []  # a JSON string list is TOML too
     for flag, key in (("out", "output"), ("vocab", "vocab"), ("num_proc", "num_proc"), ("encoding", "read.encoding")):
         value = getattr(args, flag)
         if value is not None:
-            out.append(f"{key}={value}" if isinstance(value, int) else f'{key}="{value}"')
+            out.append(f"{key}={json.dumps(value)}")
     return out
 
 
@@ -66,7 +65,7 @@ def cmd_vocab_char(args: argparse.Namespace, rest: list[str]) -> None:
     else:
         cfg = load(PrepConfig, args.config, _split_overrides(rest) + _prep_flag_overrides(args))
         docs, _ = clean_documents(cfg)
-        vocab = CharVocab.train((d["text"] for d in docs), size=args.size, min_count=args.min_count)
+        vocab = CharVocab.train(docs.data.column("text").to_pylist(), size=args.size, min_count=args.min_count)
     vocab.save(out)
     print(f"char vocab: {len(vocab)} tokens → {out}/tokenizer.json, {out}/vocab.txt (sha256 {vocab.sha256[:12]})")
 
@@ -91,7 +90,7 @@ def cmd_glyphs(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.data import glyphs
 
     flags = [f"size={args.size}"] if args.size else []
-    flags += ["fonts=[" + ", ".join(f'"{f}"' for f in args.fonts) + "]"] if args.fonts else []
+    flags += [f"fonts={json.dumps(args.fonts)}"] if args.fonts else []
     cfg = load(glyphs.GlyphConfig, args.config, _split_overrides(rest) + flags)
     if args.action == "preview":
         out = glyphs.render_preview(args.chars, args.out, cfg.font_specs(), cfg.size)
@@ -141,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep_flags(prep)
     prep.add_argument("--rank", type=int, default=0, help="this machine's slice of the input files")
     prep.add_argument("--world-size", type=int, default=1, help="how many machines share the input files")
-    prep.set_defaults(func=cmd_prep)
+    prep.set_defaults(func=cmd_prep, overrides=True)
 
     merge = verbs.add_parser("prep-merge", help="merge the manifests of several --rank/--world-size runs")
     merge.add_argument("output", help="the shared output folder")
@@ -154,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     char.add_argument("--size", type=int, default=21128, help="largest vocab size (bert-base-chinese: 21128)")
     char.add_argument("--min-count", type=int, default=2, help="drop characters seen fewer times")
     char.add_argument("--from-vocab-txt", type=Path, default=None, help="adopt an existing BERT vocab.txt")
-    char.set_defaults(func=cmd_vocab_char)
+    char.set_defaults(func=cmd_vocab_char, overrides=True)
     pinyin = vocab_verbs.add_parser("pinyin", help="every toned syllable pypinyin can produce, plus specials")
     pinyin.add_argument("--out", type=Path, required=True)
     pinyin.set_defaults(func=cmd_vocab_pinyin)
@@ -177,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     glyph_flags(glyphs)
     glyphs.add_argument("--vocab", type=Path, default=None, help="char vocab folder (vocab.txt)")
     glyphs.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "glyphs")
-    glyphs.set_defaults(func=cmd_glyphs, action=None)
+    glyphs.set_defaults(func=cmd_glyphs, action=None, overrides=True)
     glyph_verbs = glyphs.add_subparsers(dest="action", metavar="[preview]")
     preview = glyph_verbs.add_parser("preview", help="a PNG grid of some characters, one row per font")
     glyph_flags(preview)
@@ -193,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "overrides", False):
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
     try:
         args.func(args, rest)
     except ConfigError as e:
