@@ -170,8 +170,16 @@ def fetch_corpus(out: Path, downloads: Path | None = None, names: list[str] | No
     manifest = {"sources": [], "excluded_texts": len(excluded),
                 "exclude_files": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in exclude or []]}
     t0 = time.perf_counter()
-    for source in (SOURCES[n] for n in (names or SOURCES)):
-        files = read_members(ensure_archive(source, downloads), source.members)
+    sources = [SOURCES[n] for n in (names or SOURCES)]
+    wanted: dict[str, set[str]] = {}
+    for source in sources:
+        wanted.setdefault(source.archive, set()).update(source.members)
+    opened: dict[str, Members] = {}  # several sources share an archive: decompress it once
+    for source in sources:
+        if source.archive not in opened:
+            path = ensure_archive(source, downloads)
+            opened[source.archive] = read_members(path, tuple(sorted(wanted[source.archive])))
+        files = opened[source.archive]
         held_out = {normalize(t) for t in source.held_out(files)} if source.held_out else set()
         keep = DocumentFilter(FilterConfig(min_chars=1, min_hanzi_ratio=0.0), excluded | held_out)
         tally = Tally()
