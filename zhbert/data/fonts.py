@@ -30,7 +30,9 @@ BASE_RANGES = ((0x20, 0x7F), (0xA0, 0x100), (0x2000, 0x2070), (0x3000, 0x3040), 
 CJK_UNIFIED = (0x4E00, 0xA000)
 
 
-def is_hanzi(cp: int) -> bool:
+def in_cjk_unified(cp: int) -> bool:
+    """The basic CJK Unified Ideographs block only (what coverage counts report); zhbert.data.text.is_hanzi
+    also takes the extensions."""
     return CJK_UNIFIED[0] <= cp < CJK_UNIFIED[1]
 
 
@@ -68,7 +70,7 @@ def hanzi_by_frequency() -> list[int]:
         for line in f:
             word, freq = line.split()[:2]
             for ch in word:
-                if is_hanzi(ord(ch)):
+                if in_cjk_unified(ord(ch)):
                     counts[ord(ch)] += int(freq)
     return sorted(range(*CJK_UNIFIED), key=lambda cp: (-counts[cp], cp))
 
@@ -207,9 +209,9 @@ def coverage(path: Path) -> dict[str, int]:
         "codepoints": len(cmap),
         "ascii": sum(1 for cp in range(0x20, 0x7F) if cp in cmap),
         "gb2312": sum(1 for cp in gb if cp in cmap),
-        "gb2312_hanzi": sum(1 for cp in gb if cp in cmap and is_hanzi(cp)),
-        "gbk_hanzi": sum(1 for cp in gbk_chars() if cp in cmap and is_hanzi(cp)),
-        "cjk_unified": sum(1 for cp in cmap if is_hanzi(cp)),
+        "gb2312_hanzi": sum(1 for cp in gb if cp in cmap and in_cjk_unified(cp)),
+        "gbk_hanzi": sum(1 for cp in gbk_chars() if cp in cmap and in_cjk_unified(cp)),
+        "cjk_unified": sum(1 for cp in cmap if in_cjk_unified(cp)),
     }
 
 

@@ -31,6 +31,7 @@ from zhbert.data.files import read_json, sha256_file, write_json
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.readers import (
+    SAMPLE_BYTES,
     InputError,
     ReadConfig,
     detect_encoding,
@@ -39,7 +40,16 @@ from zhbert.data.readers import (
     read_documents,
 )
 from zhbert.data.segment import SegmentConfig, Segmenter
-from zhbert.data.shards import CHAR_VIEW, MANIFEST, ArrowStream, finalize_folder, merge_ranks, part_name, write_arrow
+from zhbert.data.shards import (
+    CHAR_VIEW,
+    MANIFEST,
+    ArrowStream,
+    finalize_folder,
+    merge_ranks,
+    part_name,
+    read_arrow,
+    write_arrow,
+)
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.data.vocab import CharVocab
@@ -91,7 +101,7 @@ def _check_inputs(files: list[Path], cfg: PrepConfig) -> tuple[list[Path], list[
         try:
             if layout_of(path) in ("txt", "jsonl") and not cfg.read.encoding:
                 with open(path, "rb") as f:
-                    detect_encoding(path, f.read(1 << 16))
+                    detect_encoding(path, f.read(SAMPLE_BYTES))
             good.append(path)
         except InputError as e:
             if cfg.on_bad_file == "error":
@@ -179,8 +189,7 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
         if stats.get("key") == key:
             return stats
     encoder = _encoder(cfg)
-    with pa.memory_map(clean) as source:
-        table = pa.ipc.open_stream(source).read_all().slice(start, end - start)
+    table = read_arrow(Path(clean)).slice(start, end - start)
     ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
     tally = Tally()
     enc = encoder.encode(texts, tally)

@@ -63,6 +63,14 @@ class ArrowStream:
             os.replace(self.tmp, self.path)
 
 
+def read_arrow(path: Path):
+    """An Arrow stream file as a pyarrow Table over a memory map (no copy)."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
 def write_arrow(path: Path, columns: dict[str, list | object], features: Features) -> None:
     with ArrowStream(path, features) as stream:
         stream.write(columns)

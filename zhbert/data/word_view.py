@@ -20,7 +20,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from zhbert.data.files import read_json
-from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, write_arrow
+from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_arrow, write_arrow
 from zhbert.data.vocab import CharVocab
 
 WORD_VOCAB = "word_vocab.txt"
@@ -39,8 +39,7 @@ def _words(ids: list[int], word_ids: list[int]) -> Iterator[tuple[int, int]]:
 def _shard_tables(shards: Path) -> Iterator[tuple[str, pa.Table]]:
     manifest = read_json(shards / MANIFEST)
     for shard in manifest["shards"]:
-        with pa.memory_map(str(shards / shard["file"])) as source:
-            yield shard["file"], pa.ipc.open_stream(source).read_all()
+        yield shard["file"], read_arrow(shards / shard["file"])
 
 
 def _surface(tokens: list[str], ids: list[int], start: int, end: int) -> str:
