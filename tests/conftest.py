@@ -55,3 +55,18 @@ def vocab_dir(demo_corpus, tmp_path_factory) -> Path:
     CharVocab.train(texts, min_count=1).save(out)
     PinyinVocab.build().save(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def built_data(small_corpus, tmp_path_factory) -> Path:
+    """A work folder as `make demo` leaves it, from a real slice: vocab/ (char, pinyin, word), glyphs/,
+    shards/ (char view, 64-token rows) and shards-word/."""
+    from zhbert.data.build import build_dataset
+    from zhbert.data.prep import PrepConfig
+
+    out = tmp_path_factory.mktemp("built")
+    inputs = [str(small_corpus / f"{s}.jsonl") for s in ("peoples_daily", "reviews", "msra_news")]
+    cfg = PrepConfig(inputs=inputs, num_proc=1)
+    cfg.pack.max_len = 64
+    build_dataset(cfg, out, word_vocab_size=2000)
+    return out

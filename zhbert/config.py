@@ -103,16 +103,35 @@ def merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_toml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML file as a dict, with ``extends`` resolved: a table (the top level or any section) that has
+    ``extends = "other.toml"`` (a path relative to this file, or a list of them) is that file's
+    contents with this table's keys merged over them. So ``configs/pretrain/tiny-fusion.toml`` can say
+    ``extends = "tiny.toml"`` and, under ``[model]``, ``extends = "../model/tiny-fusion.toml"``."""
+    path = Path(path).resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: extends itself (through {' → '.join(p.name for p in seen)})")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return _resolve_extends(data, path, (*seen, path))
+
+
+def _resolve_extends(table: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    table = {k: _resolve_extends(v, path, seen) if isinstance(v, dict) else v for k, v in table.items()}
+    bases = table.pop("extends", [])
+    base: dict[str, Any] = {}
+    for name in [bases] if isinstance(bases, str) else bases:
+        base = merge(base, read_toml(path.parent / name, seen))
+    return merge(base, table)
+
+
 def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of ``cls`` ← the TOML file at ``path`` ← ``overrides``."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: {e}") from None
+    """Defaults of ``cls`` ← the TOML file at ``path`` (with its ``extends``) ← ``overrides``."""
+    data = read_toml(path) if path is not None else {}
     data = merge(data, parse_overrides(overrides or []))
     try:
         return from_dict(cls, data)

@@ -8,7 +8,8 @@ overshoots the rate by part of the last word; char masking hits it exactly (up t
 
 Each selected unit (``replace_per = "word"``) or token (``"token"``) becomes [MASK] (80 %), a random
 character with its own pinyin (10 %) or stays as it is (10 %). The batch for step ``s`` depends only on
-the rows, ``seed`` and ``s``, so a resumed run re-creates the masks it would have drawn.
+the rows, ``seed``, ``s`` and an optional stream (e.g. rank and micro-batch), so a resumed run re-creates
+the masks it would have drawn.
 
 The word view goes through the same path: a word-vocab token is its own word, a word spelled in chars
 has several tokens sharing a word id, and the random characters come from the word vocab's char part
@@ -59,7 +60,7 @@ class MaskingConfig:
     """Draw the [MASK] / random / unchanged choice once per selected word (all its tokens alike, as in
     whole-word masking) or for each token separately."""
     seed: int = 0
-    """Seed of the masking stream; the batch for step s uses (seed, s) only."""
+    """Seed of the masking stream; the batch for step s uses (seed, s, *stream) only."""
     pairs: Literal["none", "sop", "nsp"] = "none"
     """Build sentence pairs for the model's ``pair_head``: none (one segment a row), sop (the row's two
     halves, swapped half the time: label 1) or nsp (the second half replaced, half the time, by a part of
@@ -98,9 +99,11 @@ class MaskingCollator:
         self.sentence_ends = np.array([vocab.tokenizer.token_to_id(t) for t in SENTENCE_ENDS
                                        if vocab.tokenizer.token_to_id(t) is not None], np.int64)
 
-    def __call__(self, rows: Sequence[dict[str, Any]], step: int) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: Sequence[dict[str, Any]], step: int, *stream: int) -> dict[str, torch.Tensor]:
+        """``stream``: more non-negative ints that pick an independent mask stream for the same step, e.g.
+        (rank, micro-batch) under data parallelism, so no two ranks draw the same masks."""
         cfg = self.cfg
-        rng = np.random.default_rng([cfg.seed, step])
+        rng = np.random.default_rng([cfg.seed, step, *stream])
         if cfg.pairs != "none":
             rows, pair_labels = self._make_pairs(rows, rng)
         ids = self._pad(rows, "input_ids", self.vocab.pad_id)  # (B, T)

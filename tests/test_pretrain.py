@@ -1,0 +1,265 @@
+"""Pretraining: the ds_config derived from the typed config, data per rank, bad input before any training,
+and real multi-process DeepSpeed runs on the CPU (gloo): ZeRO-1/2/3 through the `deepspeed` launcher, torchrun,
+one plain process, SIGKILL + resume, and the export folder loaded in a fresh process without DeepSpeed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zhbert.config import ConfigError, load
+from zhbert.train.config import PretrainConfig
+from zhbert.train.metrics import read_metrics
+from zhbert.train.pretrain import lr_lambda
+
+ROOT = Path(__file__).parent.parent
+TINY_FUSION = ROOT / "configs" / "pretrain" / "tiny-fusion.toml"
+STEPS = 12
+
+
+def tiny(built: Path, out: Path, config: Path = TINY_FUSION, **overrides: object) -> list[str]:
+    """Overrides that point a tiny config at the test data and keep the run short."""
+    shards = "shards-word" if "word" in config.name else "shards"
+    base = {"output": str(out), "data.shards": str(built / shards), "data.vocab": str(built / "vocab"),
+            "data.glyphs": str(built / "glyphs"), "data.eval_percent": 5.0, "data.eval_sequences": 64,
+            "steps": STEPS, "batch_size": 16, "micro_batch": 8, "log_every": 1, "eval_every": 6, "save_every": 4,
+            "optim.lr": 2e-3, "optim.warmup_steps": 2, "tensorboard": False}
+    return [f"--{k}={json.dumps(v)}" for k, v in (base | overrides).items()]
+
+
+def launch(cmd: list[str], **popen) -> subprocess.Popen:
+    env = os.environ | {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".venv" / "torch_extensions"))
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **popen)
+
+
+def deepspeed_cmd(port: int, args: list[str]) -> list[str]:
+    launcher = Path(sys.executable).parent / "deepspeed"
+    return [str(launcher), "--num_gpus", "2", "--master_port", str(port), "--module", "zhbert", "pretrain",
+            "--config", str(TINY_FUSION), *args]
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run, "train")}
+
+
+# ── the config and the ds_config ─────────────────────────────────────────────────────────────────────────────
+
+def test_ds_config_is_derived_from_the_training_config(tmp_path):
+    from zhbert.train.engine import build_ds_config
+
+    cfg = load(PretrainConfig, TINY_FUSION, ["--engine.zero_stage=2", "--engine.precision=bf16"])
+    built = build_ds_config(cfg, world_size=1)
+    assert (built["train_batch_size"], built["train_micro_batch_size_per_gpu"], built["gradient_accumulation_steps"]) \
+        == (32, 16, 2)
+    assert built["zero_optimization"] == {"stage": 2} and built["bf16"] == {"enabled": True}
+    assert built["gradient_clipping"] == cfg.optim.clip and "optimizer" not in built
+    assert build_ds_config(cfg, world_size=2)["gradient_accumulation_steps"] == 1
+
+    user = tmp_path / "ds.json"
+    user.write_text(json.dumps({"zero_optimization": {"stage": 2, "overlap_comm": True}, "wall_clock_breakdown": True}))
+    merged = build_ds_config(dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, ds_config=str(user))), 1)
+    assert merged["zero_optimization"] == {"stage": 2, "overlap_comm": True} and merged["wall_clock_breakdown"]
+
+    for bad, names in (({"zero_optimization": {"stage": 3}}, ["zero_optimization.stage = 3", "engine.zero_stage"]),
+                       ({"train_batch_size": 64}, ["train_batch_size = 64", "32", "batch_size"]),
+                       ({"optimizer": {"type": "AdamW", "params": {"lr": 1}}}, ["optimizer.type", "[optim]"]),
+                       ({"fp16": {"enabled": True}}, ["fp16.enabled", "fp16 is not offered"])):
+        user.write_text(json.dumps(bad))
+        with pytest.raises(ConfigError) as e:
+            build_ds_config(dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, ds_config=str(user))), 1)
+        assert all(n in str(e.value) for n in names), str(e.value)
+
+
+def test_batch_size_must_divide_over_ranks_and_micro_batches():
+    cfg = load(PretrainConfig, TINY_FUSION)
+    assert cfg.accumulation(2) == 1
+    with pytest.raises(ConfigError, match=r"batch_size 32 does not divide into micro_batch 16 × 3 rank\(s\)"):
+        cfg.accumulation(3)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = load(PretrainConfig, TINY_FUSION, ["--steps=110", "--optim.warmup_steps=10", "--optim.min_lr_ratio=0.1"])
+    f = lr_lambda(cfg)
+    assert [f(0), f(4), f(9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+    cos = lr_lambda(load(PretrainConfig, TINY_FUSION, ["--steps=110", "--optim.warmup_steps=10",
+                                                        "--optim.schedule=cosine"]))
+    assert cos(60) == pytest.approx(0.5) and cos(10) == pytest.approx(1.0) and cos(110) == pytest.approx(0.0)
+
+
+def test_configs_extend_a_shared_file_and_pick_a_model():
+    for kind in ("char", "word", "fusion"):
+        for size in ("tiny", "base"):
+            cfg = load(PretrainConfig, ROOT / "configs" / "pretrain" / f"{size}-{kind}.toml")
+            assert cfg.model.embedding == kind and cfg.output.endswith(f"{size}-{kind}")
+    assert load(PretrainConfig, TINY_FUSION).model.hidden_size == 64
+
+
+# ── data per rank ────────────────────────────────────────────────────────────────────────────────────────────
+
+def test_each_rank_reads_its_own_rows_of_each_step(built_data, tmp_path):
+    from zhbert.train.data import PretrainData
+
+    cfg = load(PretrainConfig, TINY_FUSION, tiny(built_data, tmp_path))
+    ranks = [PretrainData(cfg, r, 2, accumulation=1) for r in (0, 1)]
+    alone = PretrainData(cfg, 0, 1, accumulation=2)
+    docs = lambda rows: [(r["doc_id"], tuple(r["input_ids"])) for r in rows]  # noqa: E731
+    for step in (0, 5, 10_000):  # 10,000 steps is many epochs of this small slice
+        r0, r1 = docs(ranks[0].rows(step, 0)), docs(ranks[1].rows(step, 0))
+        assert len(r0) == len(r1) == cfg.micro_batch and not set(r0) & set(r1)
+        assert r0 + r1 == docs(alone.rows(step, 0)) + docs(alone.rows(step, 1))  # same step, same sequences
+        assert r0 == docs(PretrainData(cfg, 0, 2, 1).rows(step, 0))  # a function of the step alone
+    held = {r["doc_id"] for b in ranks[0].eval_batches() + ranks[1].eval_batches() for r in b}
+    train = {ranks[0].dataset[int(i)]["doc_id"] for i in ranks[0].train_index[:2000]}
+    assert held and not held & train
+    assert len(ranks[0].eval_batches()) == len(ranks[1].eval_batches()) > 0
+
+
+# ── bad input: a clear error before any training starts ──────────────────────────────────────────────────────
+
+def test_bad_inputs_fail_before_training(built_data, tmp_path, vocab_dir):
+    from zhbert.train.pretrain import pretrain
+
+    def run(*overrides: str, config: Path = TINY_FUSION) -> str:
+        cfg = load(PretrainConfig, config, tiny(built_data, tmp_path / "run") + list(overrides))
+        with pytest.raises((ValueError, FileNotFoundError, RuntimeError)) as e:
+            pretrain(cfg)
+        return str(e.value)
+
+    assert "prepared with another vocab" in run(f"--data.vocab={json.dumps(str(vocab_dir))}")
+    assert "no manifest.json" in run(f"--data.shards={json.dumps(str(tmp_path / 'nowhere'))}")
+    assert "no glyphs.npy" in run(f"--data.glyphs={json.dumps(str(tmp_path))}")
+    assert "4 fonts at 24px, but model.num_fonts = 3" in run("--model.num_fonts=3")
+    assert "a word model trains on zhbert.word_view/1" in run("--model.embedding=word", "--model.word_vocab_size=99999")
+    assert "does not divide" in run("--batch_size=20")
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+    cli = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_FUSION), "--stepz=3"]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "unknown key(s) stepz" in done.stderr
+
+
+def test_only_the_engine_module_imports_deepspeed():
+    code = ("import sys, zhbert.train.pretrain, zhbert.train.data, zhbert.export, zhbert.cli; "
+            "assert 'deepspeed' not in sys.modules, 'deepspeed imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ── real runs: two processes through the launchers ───────────────────────────────────────────────────────────
+
+@pytest.fixture(scope="module")
+def runs(built_data, tmp_path_factory) -> dict[str, Path]:
+    """ZeRO-1, -2 and -3 through `deepspeed --num_gpus 2`, one after the other (2 cores)."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for stage in (1, 2, 3):
+        out[f"zero{stage}"] = root / f"zero{stage}"
+        finish(launch(deepspeed_cmd(29510 + stage, tiny(built_data, out[f"zero{stage}"], **{
+            "engine.zero_stage": stage}))))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_zero_stages_train_on_two_ranks_that_agree(runs, stage):
+    run = runs[f"zero{stage}"]
+    training = json.loads((run / "export" / "training.json").read_text())
+    assert training["world_size"] == 2 and training["ds_config"]["zero_optimization"]["stage"] == stage
+    fingerprints = training["rank_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]  # the ranks hold the same model
+    train, evals = losses(run), read_metrics(run, "eval")
+    assert sorted(train) == list(range(1, STEPS + 1)) and [e["step"] for e in evals] == [6, 12]
+    assert evals[-1]["mlm_loss"] < evals[0]["mlm_loss"] < train[1]  # the loss falls
+    assert 0 < evals[-1]["bits_per_char"] and 0 <= evals[-1]["accuracy"] <= 1
+    memory = training["memory_per_rank"]
+    assert len(memory) == 2 and memory[0]["optimizer_moments"] > 0
+    if stage > 1:  # ZeRO-1 and -2 compute the same updates; ZeRO-3 the same up to float order
+        reference = losses(runs["zero1"])
+        assert all(train[s] == pytest.approx(reference[s], rel=0 if stage == 2 else 1e-4) for s in train)
+
+
+@pytest.mark.slow
+def test_zero3_partitions_parameters(runs):
+    full = json.loads((runs["zero1"] / "export" / "training.json").read_text())["memory_per_rank"][0]
+    part = json.loads((runs["zero3"] / "export" / "training.json").read_text())["memory_per_rank"][0]
+    assert part["parameters"] == pytest.approx(full["parameters"] / 2, rel=0.01)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_losses(runs, built_data, tmp_path):
+    """Kill both ranks (SIGKILL, no clean-up) once a checkpoint exists, resume, and compare every later step
+    with the uninterrupted ZeRO-1 run of the same config."""
+    run = tmp_path / "killed"
+    args = tiny(built_data, run, **{"engine.zero_stage": 1})
+    proc = launch(deepspeed_cmd(29521, args))
+    latest = run / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    resumed_from = int(latest.read_text().removeprefix("step-"))
+    assert resumed_from < STEPS and not (run / "export").exists(), "the run finished before it could be killed"
+
+    out = finish(launch(deepspeed_cmd(29522, [*args, "--resume"])))
+    assert f"resuming at step {resumed_from}" in out
+    reference, after = losses(runs["zero1"]), losses(run)
+    later = [s for s in reference if s > resumed_from]
+    assert later and [after[s] for s in later] == [reference[s] for s in later]  # exactly
+
+
+@pytest.mark.slow
+def test_export_loads_in_a_fresh_process_without_deepspeed(runs):
+    export = runs["zero3"] / "export"
+    code = f"""
+import sys, torch
+from zhbert.export import load_export
+from zhbert.model import ZhBertForPretraining, ZhBertForSequenceClassification
+e = load_export({str(export)!r})
+model = ZhBertForPretraining.from_pretrained(e.folder).eval()
+ids = torch.tensor([e.vocab.tokenizer.encode("银行在北京").ids])
+out = model(ids, torch.ones_like(ids), pinyin_ids=torch.full_like(ids, 3))
+assert torch.isfinite(out.logits).all() and out.logits.shape == (1, ids.shape[1], e.model.vocab_size)
+ZhBertForSequenceClassification.from_pretrained(e.folder, num_labels=2)
+assert "deepspeed" not in sys.modules
+print(e.model.embedding, sorted(p.name for p in e.folder.iterdir()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "fusion" in done.stdout and "glyphs.json" in done.stdout and "tokenizer.json" in done.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_and_a_single_process_run_too(built_data, tmp_path):
+    """The same entry point under torchrun (char model, no ZeRO) and alone (word model)."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    char = tmp_path / "char"
+    finish(launch([str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", "-m", "zhbert", "pretrain",
+                   "--config", str(ROOT / "configs/pretrain/tiny-char.toml"),
+                   *tiny(built_data, char, ROOT / "configs/pretrain/tiny-char.toml",
+                         **{"engine.zero_stage": 0, "steps": 4})]))
+    training = json.loads((char / "export" / "training.json").read_text())
+    assert training["world_size"] == 2 and training["rank_fingerprints"][0] == training["rank_fingerprints"][1]
+
+    word, config = tmp_path / "word", ROOT / "configs/pretrain/tiny-word.toml"
+    out = finish(launch([sys.executable, "-m", "zhbert", "pretrain", "--config", str(config),
+                         *tiny(built_data, word, config, steps=4)]))
+    assert "example:" in out and "│" in out
+    training = json.loads((word / "export" / "training.json").read_text())
+    assert training["world_size"] == 1 and training["config"]["model"]["embedding"] == "word"
+    assert (word / "export" / "word_vocab.txt").exists() and read_metrics(word, "eval")[-1]["bits_per_char"] > 0

@@ -1,0 +1,225 @@
+"""DeepSpeed, and only here: the process group, the ds_config derived from PretrainConfig, the engine,
+checkpoints and their consolidation. No other zhbert module imports deepspeed (a test checks), so the
+model stays single-device and the loop reads as plain PyTorch (STYLE.md: parallelism from outside).
+
+On a machine without CUDA this selects DeepSpeed's CPU accelerator (gloo), so the same command runs on
+a laptop, under ``deepspeed --num_gpus 2`` on a CPU box, and on GPU nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import deepspeed  # noqa: E402  (after the accelerator choice above)
+from deepspeed import comm as dist  # noqa: E402
+
+from zhbert.config import ConfigError  # noqa: E402
+from zhbert.train.config import PretrainConfig  # noqa: E402
+
+# DeepSpeed 0.19 still calls these torch.distributed names, which warn on every call
+warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated")
+
+LATEST = "latest"  # DeepSpeed's name for the pointer file, so its own tools (zero_to_fp32) find our checkpoints
+
+# ds_config keys derived from the training config, and the config key a disagreement is reported against
+DERIVED_FROM = {
+    "train_batch_size": "batch_size",
+    "train_micro_batch_size_per_gpu": "micro_batch",
+    "gradient_accumulation_steps": "batch_size / (micro_batch × ranks)",
+    "gradient_clipping": "optim.clip",
+    "zero_optimization.stage": "engine.zero_stage",
+    "zero_optimization.offload_optimizer.device": "engine.offload_optimizer",
+    "zero_optimization.offload_param.device": "engine.offload_params",
+    "bf16.enabled": "engine.precision",
+    "fp16.enabled": "engine.precision (fp16 is not offered)",
+    "optimizer": "[optim] (zhbert builds AdamW itself)",
+    "scheduler": "[optim] warmup_steps / schedule",
+}
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the group set up by a launcher (deepspeed, torchrun: RANK/WORLD_SIZE in the environment), or
+    make a group of one for a plain ``zhbert pretrain``. Returns (rank, world_size)."""
+    if "RANK" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    deepspeed.init_distributed(auto_mpi_discovery=False, verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def build_ds_config(cfg: PretrainConfig, world_size: int) -> dict[str, Any]:
+    """The ds_config for ``cfg``: batch sizes, ZeRO stage and offload, precision, clipping. The optimizer and
+    the LR schedule are zhbert's own (torch AdamW compiles nothing, unlike DeepSpeed's FusedAdam)."""
+    e = cfg.engine
+    zero: dict[str, Any] = {"stage": e.zero_stage}
+    if e.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    if e.offload_params:
+        zero["offload_param"] = {"device": "cpu"}
+    built = {
+        "train_batch_size": cfg.batch_size,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": cfg.accumulation(world_size),
+        "gradient_clipping": cfg.optim.clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": e.precision == "bf16"},
+        "zero_allow_untested_optimizer": True,  # the client torch.optim.AdamW under ZeRO
+        "zero_force_ds_cpu_optimizer": False,  # and under optimizer offload (no DeepSpeedCPUAdam build)
+        "steps_per_print": 2**31 - 1,  # zhbert logs its own metrics
+    }
+    return merge_user_ds_config(built, e.ds_config) if e.ds_config else built
+
+
+def merge_user_ds_config(built: dict[str, Any], path: str) -> dict[str, Any]:
+    """The user's ds_config.json over the derived one. A key both set differently, or a key zhbert derives
+    that only the user sets (an optimizer, a scheduler, fp16), is an error naming both sides."""
+    try:
+        user = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"engine.ds_config: {path} not found") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"engine.ds_config: {path} is not JSON: {e}") from None
+    mine, theirs = _flatten(built), _flatten(user)
+    problems = []
+    for key, value in theirs.items():
+        owner = next((v for k, v in DERIVED_FROM.items() if key == k or key.startswith(k + ".")), None)
+        if key in mine and mine[key] != value:
+            problems.append(f"{key} = {value!r} in {path} but {mine[key]!r} from the training config ({owner or key})")
+        elif key not in mine and owner is not None and value not in (False, None, "none"):
+            problems.append(f"{key} = {value!r} in {path}, but zhbert derives it from {owner}")
+    if problems:
+        raise ConfigError("ds_config disagrees with the training config (set these in the TOML instead):\n  "
+                          + "\n  ".join(problems))
+    return _merge(user, built)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def initialize(model: torch.nn.Module, cfg: PretrainConfig, ds_config: dict[str, Any],
+               lr_lambda: Callable[[int], float]) -> Any:
+    """The DeepSpeed engine around ``model``, with torch AdamW (no decay on biases and LayerNorms) and a
+    LambdaLR schedule, both saved in and restored from DeepSpeed's checkpoints."""
+    o = cfg.optim
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=o.lr, betas=o.betas, eps=o.eps)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config,
+                                      lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda))
+    return engine
+
+
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """Sum a few numbers over ranks (float64, so counts stay exact)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    dist.barrier()
+
+
+def save_checkpoint(engine: Any, folder: Path, step: int, client_state: dict[str, Any], keep: int) -> None:
+    """Save ``step`` as tag ``step-NNNNNNN`` and only then point ``latest`` at it (written atomically by rank 0
+    after every rank has finished), so a crash while saving leaves the last good checkpoint in charge.
+    Older checkpoints beyond ``keep`` are deleted afterwards."""
+    tag = f"step-{step:07d}"
+    engine.save_checkpoint(str(folder), tag=tag, client_state=client_state, save_latest=False)  # ends in a barrier
+    if dist.get_rank() == 0:
+        tmp = folder / f".{LATEST}.tmp"
+        tmp.write_text(tag)
+        os.replace(tmp, folder / LATEST)
+        tags = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
+        for old in tags[: max(0, tags.index(tag) + 1 - keep)]:
+            shutil.rmtree(folder / old, ignore_errors=True)
+    dist.barrier()
+
+
+def latest_tag(folder: Path) -> str | None:
+    path = folder / LATEST
+    return path.read_text().strip() if path.exists() else None
+
+
+def load_checkpoint(engine: Any, folder: Path) -> dict[str, Any] | None:
+    """Restore the newest complete checkpoint into ``engine``; its client state, or None if there is none."""
+    tag = latest_tag(folder)
+    if tag is None:
+        return None
+    path, client_state = engine.load_checkpoint(str(folder), tag=tag)
+    if path is None:
+        raise RuntimeError(f"{folder / tag}: DeepSpeed could not load this checkpoint")
+    return client_state
+
+
+def full_state_dict(engine: Any, folder: Path) -> dict[str, torch.Tensor] | None:
+    """The fp32 weights and buffers of the whole model, on rank 0 (None elsewhere): from the ZeRO shards of
+    the latest checkpoint (DeepSpeed's zero_to_fp32: the fp32 master weights, whatever the stage and
+    precision), or from the module itself when neither ZeRO nor bf16 keeps a separate master copy."""
+    if dist.get_rank() != 0:
+        return None
+    if engine.zero_optimization_stage() == 0 and not engine.bfloat16_enabled():
+        return {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()}
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return dict(get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=latest_tag(folder)))
+
+
+def fingerprint(engine: Any) -> list[float]:
+    """Sum and sum of squares of every parameter of the whole model (gathered under ZeRO-3), in float64:
+    equal on every rank exactly when the ranks hold the same model."""
+    total, squares = 0.0, 0.0
+    for p in engine.module.parameters():
+        with deepspeed.zero.GatheredParameters([p], enabled=hasattr(p, "ds_id")):
+            x = p.detach().double()
+            total += x.sum().item()
+            squares += x.pow(2).sum().item()
+    return [total, squares]
+
+
+def state_bytes(engine: Any) -> dict[str, int]:
+    """Bytes this rank holds for model parameters (its ZeRO-3 partition, or all of them) and for the optimizer:
+    Adam moments plus the fp32 master copy where ZeRO or bf16 keeps one. Measured from the tensors."""
+    params = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() * p.element_size()
+                 for p in engine.module.parameters())
+    opt = engine.optimizer
+    inner = getattr(opt, "optimizer", opt)  # ZeRO / bf16 wrappers hold a torch optimizer over their partitions
+    moments = sum(t.numel() * t.element_size() for s in inner.state.values() for t in s.values()
+                  if torch.is_tensor(t) and t.ndim > 0)
+    master = 0
+    if inner is not opt:
+        master = sum(p.numel() * p.element_size() for g in inner.param_groups for p in g["params"])
+    return {"parameters": params, "optimizer_moments": moments, "optimizer_master_weights": master}

@@ -1,0 +1,244 @@
+"""`zhbert pretrain`: masked-LM pretraining in one readable loop, under DeepSpeed (zhbert.train.engine).
+
+    set up: vocab, shards and glyph table checked against each other → model → DeepSpeed engine → resume?
+    for each step: for each micro-batch: rows → dynamic masks → forward → backward → (engine) step
+                   every log_every: reduced loss, lr, tokens/s │ every eval_every: held-out MLM loss,
+                   accuracy, bits per character │ every save_every: checkpoint
+    at the end: checkpoint → rank 0 consolidates the ZeRO shards → export folder (zhbert/export.py)
+
+Exact resume: data order and masks are functions of the step (zhbert.train.data), dropout is reseeded from
+(seed, step, rank) at every step, and DeepSpeed's checkpoint holds the weights, optimizer and LR schedule;
+so a run resumed from step k computes the same losses after k as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from zhbert.config import config_hash, to_dict
+from zhbert.data.files import write_json
+from zhbert.data.masking import IGNORE, MaskingCollator
+from zhbert.export import save_export
+from zhbert.model import ZhBertForPretraining
+from zhbert.model.config import ModelConfig
+from zhbert.model.embeddings import spell_pinyin
+from zhbert.train.config import PretrainConfig
+from zhbert.train.data import (
+    PretrainData,
+    Vocabs,
+    check_shards,
+    describe_row,
+    load_glyphs,
+    load_vocabs,
+    sized_model_config,
+)
+from zhbert.train.metrics import MetricsLog, read_metrics
+
+EVAL_STREAM = 2**31 - 1  # the masks of held-out batches: one fixed stream, apart from every training one
+
+
+def lr_lambda(cfg: PretrainConfig) -> Callable[[int], float]:
+    """Multiplier of ``optim.lr`` at optimizer step s (0-based): linear warmup, then linear / cosine decay to
+    ``min_lr_ratio`` at the last step, or constant."""
+    o, warm, total = cfg.optim, cfg.optim.warmup_steps, cfg.steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if o.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        shape = 1 - progress if o.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
+
+    return factor
+
+
+def train_flops_per_token(cfg: ModelConfig, seq_len: int, mask_prob: float) -> float:
+    """Approximate training FLOPs per token (forward + backward = 3 × forward, 2 FLOPs a multiply-add):
+    the trunk's matmuls, attention scores and values over ``seq_len``, and the tied decoder at masked tokens.
+    The embedding side (glyph and pinyin CNNs run once per distinct char / syllable) is left out."""
+    H, L, inner, E = cfg.hidden_size, cfg.num_layers, cfg.intermediate_size, cfg.emb_dim
+    trunk = L * (4 * H * H + 2 * H * inner)
+    attention = L * 2 * seq_len * H
+    decoder = mask_prob * (H * E + E * cfg.token_vocab_size)
+    return 6 * (trunk + attention + decoder)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    """Train as configured; returns the export folder. Runs as one rank of whatever launched it."""
+    # everything that can be wrong with the inputs is found before DeepSpeed starts
+    accumulation = cfg.accumulation(int(os.environ.get("WORLD_SIZE", "1")))  # launchers set WORLD_SIZE
+    out, checkpoints = Path(cfg.output), Path(cfg.output) / "checkpoints"
+    if not resume and (checkpoints / "latest").exists():
+        raise RuntimeError(f"{out} already has checkpoints: pass --resume to continue that run, or choose "
+                           "another output")
+    vocabs = load_vocabs(cfg)
+    manifest = check_shards(cfg, vocabs)
+    model_cfg = sized_model_config(cfg, vocabs)
+    glyphs = load_glyphs(cfg, vocabs) if model_cfg.embedding == "fusion" else None
+
+    from zhbert.train import engine as ds  # imports deepspeed
+
+    rank, world = ds.init_distributed()
+    lead = rank == 0
+    data = PretrainData(cfg, rank, world, accumulation)
+    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin)
+    ds_config = ds.build_ds_config(cfg, world)
+    data_hashes = vocabs.hashes | {"shards_config_hash": manifest["config_hash"]}
+    if glyphs is not None:
+        data_hashes["glyphs_sha256"] = glyphs.meta["table_sha256"]
+
+    torch.manual_seed(cfg.seed)
+    model = _build_model(model_cfg, glyphs, vocabs)
+    n_params = sum(p.numel() for p in model.parameters())
+    mean_len = manifest["counts"]["tokens"] / manifest["counts"]["sequences"]
+    flops = train_flops_per_token(model_cfg, round(mean_len), cfg.masking.mask_prob)
+    engine = ds.initialize(model, cfg, ds_config, lr_lambda(cfg))
+
+    log = MetricsLog(out, lead, cfg.tensorboard)
+    counters = {"sequences": 0, "tokens": 0, "chars": 0, "train_seconds": 0.0}
+    start = 0
+    state = ds.load_checkpoint(engine, checkpoints) if resume else None
+    if state is not None:
+        if state["data"] != data_hashes:
+            raise ValueError(f"{checkpoints}: the checkpoint was trained on other data or vocab "
+                             f"({_diff(state['data'], data_hashes)}); resume with the same data.* as before")
+        start, counters = state["step"], state["counters"]
+        log.write("resume", start)
+    if lead:
+        print(f"zhbert pretrain: {model_cfg.embedding} model, {n_params:,} parameters; {world} rank(s) × "
+              f"micro-batch {cfg.micro_batch} × {accumulation} accumulation = {cfg.batch_size} sequences a step; "
+              f"ZeRO-{cfg.engine.zero_stage}, {cfg.engine.precision}; {len(data.train_index):,} training / "
+              f"{len(data.eval_index):,} held-out sequences ({data.epoch_steps:.0f} steps an epoch)"
+              + (f"; resuming at step {start}" if state is not None else ""), flush=True)
+        write_json(out / "config.json", {"config": to_dict(cfg), "model": to_dict(model_cfg), "world_size": world,
+                                         "ds_config": ds_config, "data": data_hashes})
+        example = data.rows(start, 0)[:1]
+        masked = collator(example, 0)["masked"][0].tolist() if cfg.masking.pairs == "none" else None
+        print("example:", describe_row(example[0], masked, vocabs), flush=True)
+
+    token_chars = torch.from_numpy(vocabs.token_chars)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not lead, unit="step", dynamic_ncols=True, file=sys.stdout)
+    interval = _fresh_interval()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        torch.manual_seed(step_seed(cfg.seed, step, rank))  # dropout: a function of the step, like the data
+        engine.train()
+        for micro in range(accumulation):
+            batch = collator(data.rows(step, micro), step, rank, micro)
+            batch.pop("masked")
+            loss = engine(**batch).loss
+            engine.backward(loss)
+            engine.step()
+            real = batch["attention_mask"].bool()
+            interval["loss"] += loss.item()
+            interval["micro"] += 1
+            interval["tokens"] += int(real.sum())
+            original = torch.where(batch["labels"] != IGNORE, batch["labels"], batch["input_ids"])
+            interval["chars"] += int(token_chars[original][real].sum())
+        interval["seconds"] += time.perf_counter() - t0
+        done = step + 1
+        last = done == cfg.steps
+        if done % cfg.log_every == 0 or last:
+            loss_sum, micro_n, tokens, chars = ds.all_reduce_sum(
+                [interval["loss"], interval["micro"], interval["tokens"], interval["chars"]])
+            seconds = interval["seconds"]
+            counters["sequences"] = done * cfg.batch_size
+            counters["tokens"] += int(tokens)
+            counters["chars"] += int(chars)
+            counters["train_seconds"] += seconds
+            record = {"loss": loss_sum / micro_n, "lr": engine.get_lr()[0], "tokens_per_s": tokens / seconds,
+                      **{k: counters[k] for k in ("sequences", "tokens", "chars")}}
+            log.write("train", done, **record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+            interval = _fresh_interval()
+        if done % cfg.eval_every == 0 or last:
+            result = evaluate(engine, data, collator, token_chars, ds.all_reduce_sum)
+            log.write("eval", done, **result, chars=counters["chars"])
+            if lead:
+                bar.write(f"step {done}: held-out MLM loss {result['mlm_loss']:.4f}, accuracy "
+                          f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char")
+        if done % cfg.save_every == 0 or last:
+            ds.save_checkpoint(engine, checkpoints, done, {"step": done, "counters": counters, "data": data_hashes},
+                               cfg.keep_checkpoints)
+        bar.update(1)
+    bar.close()
+
+    fingerprints = ds.all_gather_object(ds.fingerprint(engine))
+    memory = ds.all_gather_object(ds.state_bytes(engine))
+    state_dict = ds.full_state_dict(engine, checkpoints)
+    export = out / "export"
+    if lead:
+        if any(f != fingerprints[0] for f in fingerprints):
+            raise RuntimeError(f"the ranks hold different models at the end: {fingerprints}")
+        final = _build_model(model_cfg, glyphs, vocabs)
+        final.load_state_dict(state_dict, strict=True)
+        evals = read_metrics(out, "eval")
+        save_export(final, export, cfg.data.vocab, cfg.data.glyphs, training={
+            "config": to_dict(cfg), "config_hash": config_hash(cfg), "world_size": world, "data": data_hashes,
+            "steps": cfg.steps, "parameters": n_params, "flops_per_token": flops, **counters,
+            "tokens_per_s": counters["tokens"] / max(counters["train_seconds"], 1e-9),
+            "eval": evals[-1] if evals else None, "rank_fingerprints": fingerprints, "memory_per_rank": memory,
+            "ds_config": ds_config,
+        })
+        print(f"export: {export} (loads without DeepSpeed: ZhBertForPretraining.from_pretrained)", flush=True)
+    log.close()
+    ds.barrier()
+    return export
+
+
+def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_chars: torch.Tensor,
+             all_reduce_sum: Callable[[list[float]], list[float]]) -> dict[str, float]:
+    """Held-out MLM loss (nats per masked token), masked-token accuracy and bits per character (nats over the
+    characters the masked tokens stand for, in bits): the one figure char and word models share. The same
+    rows and masks every time, whatever the number of ranks (masks keyed by the global batch index)."""
+    engine.eval()
+    nats = correct = tokens = chars = 0.0
+    with torch.no_grad():
+        for k, rows in enumerate(data.eval_batches()):
+            batch = collator(rows, k * data.world_size + data.rank, EVAL_STREAM)
+            batch.pop("masked")
+            logits = engine(**batch).logits.float()  # (N masked, V)
+            target = batch["labels"][batch["labels"] != IGNORE]
+            nats += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(-1) == target).sum().item()
+            tokens += target.numel()
+            chars += token_chars[target].sum().item()
+    nats, correct, tokens, chars = all_reduce_sum([nats, correct, tokens, chars])
+    if not tokens:
+        raise ValueError("no held-out sequences to evaluate: raise data.eval_percent or data.eval_sequences")
+    return {"mlm_loss": nats / tokens, "accuracy": correct / tokens, "bits_per_char": nats / math.log(2) / chars,
+            "masked_tokens": int(tokens)}
+
+
+def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPretraining:
+    if cfg.embedding != "fusion":
+        return ZhBertForPretraining(cfg)
+    return ZhBertForPretraining(cfg, glyphs=torch.from_numpy(glyphs.pixels),
+                                pinyin_letters=spell_pinyin(vocabs.pinyin.entries, cfg.pinyin_max_letters))
+
+
+def _fresh_interval() -> dict[str, float]:
+    """What a log interval sums up on this rank before the reduction over ranks."""
+    return {"loss": 0.0, "micro": 0, "tokens": 0, "chars": 0, "seconds": 0.0}
+
+
+def _diff(a: dict[str, str], b: dict[str, str]) -> str:
+    return ", ".join(f"{k}: {str(a.get(k))[:12]}… vs {str(b.get(k))[:12]}…" for k in sorted(set(a) | set(b))
+                     if a.get(k) != b.get(k))
