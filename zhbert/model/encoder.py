@@ -77,10 +77,17 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, H); attention_mask (B, T), 1 = real token, 0 = padding. Returns (B, T, H)."""
+        return self.layers(x, attention_mask)[-1]
+
+    def layers(self, x: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The input and every block's output, the last one after ``ln_f``: num_layers + 1 tensors (B, T, H),
+        for features taken from several layers (fine-tuning's ELMo-style layer mix)."""
         mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): padded keys get no attention
+        out = [x]
         for i in range(self.num_layers):
-            x = self.blocks[i % len(self.blocks)](x, mask)
-        return self.ln_f(x)
+            out.append(self.blocks[i % len(self.blocks)](out[-1], mask))
+        out[-1] = self.ln_f(out[-1])
+        return out
 
 
 def init_weights(module: nn.Module, std: float) -> None:

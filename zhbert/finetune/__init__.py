@@ -1,0 +1,3 @@
+"""Fine-tuning on CLUE-style tasks: the task registry and readers (tasks), inputs for the three embedding
+kinds (encode), metrics, transfer modes (modes), the loop and its outputs (run), the bundled demo tasks
+(bundled). Entry points: ``zhbert finetune`` and ``zhbert.finetune.run.finetune``."""

@@ -1,0 +1,222 @@
+"""Examples → model inputs for any of the three embedding kinds, keeping each token's character span.
+
+Text goes through the same steps as pretraining (``DocumentEncoder.word``): jieba words, each word's
+char-vocab ids and the pinyin of every hanzi read in its word. Each token keeps the [start, end) of
+the characters it covers, so entity and answer spans map onto tokens and predictions map back onto
+characters exactly. For the word-level model a word in the word vocab becomes one token spanning the
+whole word (else its char tokens, as in ``word_view``); an entity boundary that falls inside such a
+token cannot be represented and is counted (``Encoded.boundaries_inside``).
+
+Classification inputs are truncated to ``max_len`` (longest sequence first for pairs). Token tasks are
+cut into consecutive windows and span tasks into overlapping windows of the context (``stride`` tokens
+between window starts), so no characters are lost; the counts are reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from zhbert.data.encode import DocumentEncoder, PackConfig
+from zhbert.data.pinyin import PinyinVocab
+from zhbert.data.segment import SegmentConfig, Segmenter
+from zhbert.data.text import BASIC_HANZI
+from zhbert.export import Export
+from zhbert.finetune.tasks import Entity, Example, TaskSpec
+from zhbert.model.model import IGNORE
+
+Token = tuple[int, int, int, int]  # id, pinyin id, char start, char end
+
+
+@dataclass
+class Feature:
+    """One model input. ``spans``: [start, end) characters of each position in the example's text (the
+    context for span tasks); (-1, -1) for specials, sentence B and the question."""
+
+    example: int
+    input_ids: list[int]
+    token_type_ids: list[int]
+    pinyin_ids: list[int]
+    spans: list[tuple[int, int]]
+    label: int | list[int] | tuple[int, int] | None = None  # class | tag per position | (start, end) position
+
+
+@dataclass
+class Encoded:
+    features: list[Feature]
+    truncated: int = 0  # examples cut short (classification)
+    windowed: int = 0  # examples read in more than one window (token, span)
+    boundaries: int = 0  # entity / answer boundaries
+    boundaries_inside: int = 0  # … that fell inside a token (a word, for the word-level model)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def tag_names(spec: TaskSpec) -> list[str]:
+    """The token head's classes: O, then B-/I- per entity type."""
+    return ["O", *(f"{p}-{t}" for t in spec.labels for p in ("B", "I"))]
+
+
+class TaskEncoder:
+    def __init__(self, export: Export, spec: TaskSpec, max_len: int, stride: int, max_query_len: int = 64,
+                 segment: SegmentConfig | None = None) -> None:
+        if max_len > export.model.max_position:
+            raise ValueError(f"max_len {max_len} exceeds the model's max_position {export.model.max_position}")
+        self.spec, self.max_len, self.stride, self.max_query_len = spec, max_len, stride, max_query_len
+        self.vocab = export.vocab
+        self.words = DocumentEncoder(export.vocab, export.pinyin, Segmenter(segment or SegmentConfig()),
+                                     PackConfig(max_len=max(max_len, 8)))
+        self.word_ids = ({w: i for i, w in enumerate(export.word_tokens) if i >= len(export.vocab)}
+                         if export.word_tokens is not None else None)
+        self.fusion = export.model.embedding == "fusion"
+        self._tokens = export.vocab.tokens
+        self._cache: dict[str, list[tuple[int, int, int, int]]] = {}
+        self.tags = {t: i for i, t in enumerate(tag_names(spec))}
+        self.labels = {label: i for i, label in enumerate(spec.labels)}
+
+    # -- text → tokens with character spans --------------------------------------------------------
+    def _word(self, word: str) -> list[Token]:
+        """Tokens of one jieba word, spans relative to the word."""
+        hit = self._cache.get(word)
+        if hit is None:
+            ids, pys = self.words.word(word)
+            if BASIC_HANZI.fullmatch(word):
+                offsets = [(i, i + 1) for i in range(len(word))]
+            else:
+                offsets = self.vocab.tokenizer.encode(word, add_special_tokens=False).offsets
+            hit = [(i, p if self.fusion else PinyinVocab.PAD, a, b) for i, p, (a, b) in zip(ids, pys, offsets)]
+            if self.word_ids is not None and len(hit) > 1 and self.vocab.unk_id not in ids:
+                wid = self.word_ids.get("".join(self._tokens[i].removeprefix("##") for i in ids))
+                if wid is not None:
+                    hit = [(wid, PinyinVocab.PAD, hit[0][2], hit[-1][3])]
+            self._cache[word] = hit
+        return hit
+
+    def tokens(self, text: str) -> list[Token]:
+        out: list[Token] = []
+        pos = 0
+        for word in self.words.segmenter.cut(text):
+            start = text.index(word, pos) if not text.startswith(word, pos) else pos
+            out += [(i, p, start + a, start + b) for i, p, a, b in self._word(word)]
+            pos = start + len(word)
+        return out
+
+    # -- examples → features ---------------------------------------------------------------------
+    def encode(self, examples: list[Example]) -> Encoded:
+        kind = self.spec.kind
+        enc = Encoded([])
+        for n, ex in enumerate(examples):
+            if kind in ("classification", "pair"):
+                self._classification(n, ex, enc)
+            elif kind == "token":
+                self._token(n, ex, enc)
+            else:
+                self._span(n, ex, enc)
+        enc.counts = {"examples": len(examples), "features": len(enc.features), "truncated": enc.truncated,
+                      "windowed": enc.windowed}
+        if kind in ("token", "span"):
+            enc.counts |= {"boundaries": enc.boundaries, "boundaries_inside_token": enc.boundaries_inside}
+        return enc
+
+    def _wrap(self, n: int, a: list[Token], b: list[Token] | None, label, keep_spans: str) -> Feature:
+        cls_, sep = self.vocab.cls_id, self.vocab.sep_id
+        toks = [(cls_, 0, -1, -1), *a, (sep, 0, -1, -1)] + ([*b, (sep, 0, -1, -1)] if b is not None else [])
+        types = [0] * (len(a) + 2) + [1] * (len(b) + 1 if b is not None else 0)
+        spans = [(s, e) for _, _, s, e in toks]
+        if keep_spans == "a":
+            spans = [sp if 0 < i <= len(a) else (-1, -1) for i, sp in enumerate(spans)]
+        elif keep_spans == "b":
+            spans = [sp if i > len(a) + 1 and i < len(toks) - 1 else (-1, -1) for i, sp in enumerate(spans)]
+        return Feature(n, [t[0] for t in toks], types, [t[1] for t in toks], spans, label)
+
+    def _classification(self, n: int, ex: Example, enc: Encoded) -> None:
+        a = self.tokens(ex.text)
+        b = self.tokens(ex.text_pair) if ex.text_pair is not None else None
+        room = self.max_len - (3 if b is not None else 2)
+        if len(a) + len(b or []) > room:
+            enc.truncated += 1
+            while len(a) + len(b or []) > room:  # longest first, as BERT's truncate_seq_pair
+                if b is not None and len(b) > len(a):
+                    b.pop()
+                else:
+                    a.pop()
+        label = self.labels[ex.label] if ex.label is not None else None
+        enc.features.append(self._wrap(n, a, b, label, "a"))
+
+    def _token(self, n: int, ex: Example, enc: Encoded) -> None:
+        toks = self.tokens(ex.text)
+        tags = None
+        if ex.entities is not None:
+            tags = self.token_tags(toks, ex.entities, enc)
+        room = self.max_len - 2
+        enc.windowed += len(toks) > room
+        for w in range(0, max(len(toks), 1), room):
+            label = [IGNORE, *tags[w:w + room], IGNORE] if tags is not None else None
+            enc.features.append(self._wrap(n, toks[w:w + room], None, label, "a"))
+
+    def token_tags(self, toks: list[Token], entities: list[Entity], enc: Encoded) -> list[int]:
+        """Tag id per token: B-type on the token where an entity starts, I-type on the tokens inside it."""
+        tags = [self.tags["O"]] * len(toks)
+        starts = [s for _, _, s, _ in toks]
+        for start, end, etype in entities:
+            enc.boundaries += 2
+            enc.boundaries_inside += sum(any(s < x < e for _, _, s, e in toks) for x in (start, end))
+            first = True
+            for i, s in enumerate(starts):
+                e = toks[i][3]
+                if e > start and s < end:  # the token overlaps the entity
+                    tags[i] = self.tags[f"{'B' if first else 'I'}-{etype}"]
+                    first = False
+        return tags
+
+    def _span(self, n: int, ex: Example, enc: Encoded) -> None:
+        q = self.tokens(ex.question or "")[: self.max_query_len]
+        ctx = self.tokens(ex.text)
+        room = self.max_len - len(q) - 3
+        if room < 16:
+            raise ValueError(f"max_len {self.max_len} leaves {room} context tokens after the question; raise it")
+        target = None
+        if ex.answers:
+            start, text = ex.answers[0]
+            end = start + len(text)
+            enc.boundaries += 2
+            enc.boundaries_inside += sum(any(s < x < e for _, _, s, e in ctx) for x in (start, end))
+            inside = [i for i, (_, _, s, e) in enumerate(ctx) if e > start and s < end]
+            target = (inside[0], inside[-1]) if inside and start >= 0 else None
+        windows = list(range(0, max(len(ctx) - room, 0) + 1, self.stride))
+        if windows[-1] + room < len(ctx):
+            windows.append(len(ctx) - room)
+        enc.windowed += len(windows) > 1
+        for w in windows:
+            label = None
+            if ex.answers:
+                label = (0, 0)  # [CLS]: the answer is not in this window
+                if target and w <= target[0] and target[1] < w + room:
+                    offset = len(q) + 2 - w  # position of context token i is i + offset
+                    label = (target[0] + offset, target[1] + offset)
+            enc.features.append(self._wrap(n, q, ctx[w:w + room], label, "b"))
+
+
+def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest feature: input_ids, attention_mask, token_type_ids, pinyin_ids (B, T) and
+    labels (B,) | (B, T) or start_positions / end_positions (B,)."""
+    T = max(len(f.input_ids) for f in features)
+
+    def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+        return torch.tensor([r + [value] * (T - len(r)) for r in rows], dtype=torch.long)
+
+    batch = {"input_ids": pad([f.input_ids for f in features], pad_id),
+             "attention_mask": pad([[1] * len(f.input_ids) for f in features], 0),
+             "token_type_ids": pad([f.token_type_ids for f in features], 0),
+             "pinyin_ids": pad([f.pinyin_ids for f in features], PinyinVocab.PAD)}
+    labels = [f.label for f in features]
+    if labels[0] is None:
+        return batch
+    if isinstance(labels[0], tuple):
+        batch["start_positions"] = torch.tensor([s for s, _ in labels])
+        batch["end_positions"] = torch.tensor([e for _, e in labels])
+    elif isinstance(labels[0], list):
+        batch["labels"] = pad(labels, IGNORE)
+    else:
+        batch["labels"] = torch.tensor(labels)
+    return batch

@@ -1,0 +1,328 @@
+"""The fine-tuning loop: one readable single-process PyTorch loop per seed.
+
+AdamW with linear warm-up and decay, evaluation on dev after every epoch, the best epoch's weights kept
+(in memory: only the trainable ones, which are all that change), then dev and test predicted with them.
+Output of ``finetune`` (the comparison reads these names):
+
+    <out>/seed-<s>/metrics.json         task, seed, mode, metric, dev {…}, test {…} (when test has labels),
+                                        trainable_params, total_params, wall_s, truncated, encoding counts
+    <out>/seed-<s>/predictions.jsonl    one line per dev and test example: split, id, prediction, gold
+    <out>/seed-<s>/<task>_predict.json  the CLUE submission file for the test split
+    <out>/summary.json                  task, metric, split, mean, std, seeds, per_seed
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zhbert.config import to_dict
+from zhbert.data.files import write_json
+from zhbert.data.segment import SegmentConfig
+from zhbert.export import Export, load_export
+from zhbert.finetune.encode import Encoded, TaskEncoder, collate, tag_names
+from zhbert.finetune.metrics import MAIN, accuracy, entity_f1, span_em_f1
+from zhbert.finetune.modes import Mode, Transfer
+from zhbert.finetune.tasks import Entity, Example, TaskSpec, get_task, read_split, tags_to_entities
+from zhbert.model.model import (
+    ZhBertForSequenceClassification,
+    ZhBertForSpanExtraction,
+    ZhBertForTokenClassification,
+)
+
+
+@dataclass
+class FinetuneConfig:
+    """How a task is fine-tuned; configs/finetune/*.toml are deltas over these defaults (CLUE baseline)."""
+
+    mode: Mode = "full"
+    """full | feature-embeddings | feature-top | feature-mix | adapter (see zhbert/finetune/modes.py)."""
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """One run per seed (init of the head, dropout, batch order); the summary gives mean ± std."""
+    epochs: int = 3
+    """Passes over the training set; dev is evaluated after each and the best epoch is kept."""
+    lr: float = 2e-5
+    """Peak learning rate (AdamW). Frozen-trunk modes want far more (1e-3)."""
+    weight_decay: float = 0.01
+    """AdamW decay on weight matrices (not on biases, LayerNorms, embeddings' norms or the layer mix)."""
+    warmup: float = 0.1
+    """Share of the steps with linear warm-up; the rest decays linearly to 0."""
+    grad_clip: float = 1.0
+    """Gradient norm clip (0: none)."""
+    batch_size: int = 32
+    """Training examples (features) per step."""
+    eval_batch_size: int = 64
+    max_len: int = 128
+    """Tokens per input, [CLS]/[SEP] included; longer classification inputs are truncated, token and span
+    inputs are read in windows."""
+    stride: int = 64
+    """Span tasks: tokens between the starts of consecutive context windows (BERT's doc_stride)."""
+    max_query_len: int = 64
+    """Span tasks: question tokens kept."""
+    max_answer_len: int = 30
+    """Span tasks: longest answer predicted, in tokens."""
+    adapter_size: int = 64
+    """Bottleneck width of the adapters (mode = adapter)."""
+    max_train: int = 0
+    """Use only the first N training examples (0: all), e.g. for quick CPU runs."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda[:n]."""
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    """jieba settings; keep them as in pretraining, since pinyin and word ids depend on the words."""
+
+
+HEADS = {"classification": ZhBertForSequenceClassification, "pair": ZhBertForSequenceClassification,
+         "token": ZhBertForTokenClassification, "span": ZhBertForSpanExtraction}
+
+
+def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
+             out_dir: str | Path) -> dict[str, Any]:
+    """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
+    docstring and return the summary."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    export = load_export(model_dir)
+    out_dir = Path(out_dir)
+    data = {s: read_split(spec, data_dir, s) for s in ("train", "dev", "test")}
+    if data["dev"] is None:
+        raise FileNotFoundError(f"{data_dir}: no dev file {spec.files.get('dev')!r} for task {spec.name!r}; "
+                                "the best epoch is chosen on dev")
+    if cfg.max_train:
+        data["train"] = data["train"][: cfg.max_train]
+    encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len, cfg.segment)
+    t0 = time.perf_counter()
+    encoded = {s: encoder.encode(exs) for s, exs in data.items() if exs is not None}
+    counts = {s: e.counts for s, e in encoded.items()}
+    print(f"{spec.name}: {export.model.embedding} model {export.folder}, mode {cfg.mode}; "
+          f"encoded in {time.perf_counter() - t0:.1f}s")
+    for s, c in counts.items():
+        line = f"  {s:<5} {c['examples']:>6,} examples → {c['features']:>6,} inputs"
+        line += f"; {c['truncated']:,} truncated to {cfg.max_len} tokens" if c["truncated"] else ""
+        line += f"; {c['windowed']:,} read in several windows" if c["windowed"] else ""
+        if c.get("boundaries"):
+            line += (f"; {c['boundaries_inside_token']:,} of {c['boundaries']:,} entity/answer boundaries fall "
+                     f"inside a {'word' if export.model.embedding == 'word' else 'token'}")
+        print(line)
+    scored_on = "test" if data["test"] and _labelled(spec, data["test"]) else "dev"
+    per_seed = [_run_seed(cfg, export, spec, data, encoded, seed, out_dir / f"seed-{seed}", counts)
+                for seed in cfg.seeds]
+    key = MAIN[spec.metric]
+    values = [r[scored_on][key] for r in per_seed]
+    summary = {"task": spec.name, "metric": key, "split": scored_on, "mode": cfg.mode,
+               "embedding": export.model.embedding, "model": str(export.folder),
+               "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+               "seeds": list(cfg.seeds), "per_seed": values, "config": to_dict(cfg)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "summary.json", summary)
+    print(f"{spec.name} {scored_on} {key}: {summary['mean']:.4f} ± {summary['std']:.4f} over seeds "
+          f"{cfg.seeds} → {out_dir}")
+    return summary
+
+
+def _labelled(spec: TaskSpec, examples: list[Example]) -> bool:
+    gold = {"token": "entities", "span": "answers"}.get(spec.kind, "label")
+    return bool(examples) and all(getattr(e, gold) is not None for e in examples)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device(cfg: FinetuneConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _optimizer(cfg: FinetuneConfig, model: Transfer, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    params = model.trainable()
+    decay = [p for p in params.values() if p.ndim >= 2]
+    rest = [p for p in params.values() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    warm = max(1, int(cfg.warmup * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+    return opt, sched
+
+
+def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[str, list[Example] | None],
+              encoded: dict[str, Encoded], seed: int, out: Path, counts: dict[str, dict]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    _seed_everything(seed)
+    device = _device(cfg)
+    head = {"num_labels": len(spec.labels)} if spec.kind in ("classification", "pair") else \
+        {"num_labels": len(tag_names(spec))} if spec.kind == "token" else {}
+    model = Transfer(HEADS[spec.kind].from_pretrained(export.folder, **head), cfg.mode, cfg.adapter_size).to(device)
+    trainable, total = model.counts()
+    print(f"seed {seed}: {trainable:,} trainable of {total:,} parameters ({trainable / total:.2%}, mode {cfg.mode})")
+    train = encoded["train"].features
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    opt, sched = _optimizer(cfg, model, cfg.epochs * steps_per_epoch)
+    order = torch.Generator().manual_seed(seed)
+    pad = export.vocab.pad_id
+    key = MAIN[spec.metric]
+    best, best_state, history = -1.0, None, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(train), generator=order).tolist()
+        losses = []
+        for i in range(0, len(perm), cfg.batch_size):
+            batch = {k: v.to(device) for k, v in collate([train[j] for j in perm[i:i + cfg.batch_size]], pad).items()}
+            _, loss = model(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.trainable().values(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        dev = score(spec, data["dev"], predict(cfg, model, spec, data["dev"], encoded["dev"], pad, device))
+        history.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else None, "dev": dev})
+        print(f"  epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev {key} {dev[key]:.4f}")
+        if dev[key] > best:
+            best = dev[key]
+            best_state = {k: p.detach().clone() for k, p in model.trainable().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    best_epoch = max(history, key=lambda h: h["dev"][key])["epoch"] if history else 0
+
+    results: dict[str, Any] = {}
+    preds: dict[str, list] = {}
+    for split in ("dev", "test"):
+        if data[split] is None:
+            continue
+        preds[split] = predict(cfg, model, spec, data[split], encoded[split], pad, device)
+        if _labelled(spec, data[split]):
+            results[split] = score(spec, data[split], preds[split])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for split, pred in preds.items():
+            for ex, p in zip(data[split], pred):
+                f.write(json.dumps({"split": split, "id": ex.id, "prediction": p, "gold": gold(spec, ex)},
+                                   ensure_ascii=False) + "\n")
+    if "test" in preds:
+        write_submission(spec, data["test"], preds["test"], out / f"{spec.name}_predict.json")
+    metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
+               "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
+               "wall_s": round(time.perf_counter() - t0, 2), "truncated": sum(c["truncated"] for c in counts.values()),
+               "encoding": counts}
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+@torch.no_grad()
+def predict(cfg: FinetuneConfig, model: Transfer, spec: TaskSpec, examples: list[Example], enc: Encoded,
+            pad: int, device: torch.device) -> list:
+    """One prediction per example: a label, a list of [start, end, type] entities, or an answer string."""
+    model.eval()
+    feats = enc.features
+    logits = []
+    for i in range(0, len(feats), cfg.eval_batch_size):
+        batch = collate(feats[i:i + cfg.eval_batch_size], pad)
+        batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids",
+                                                                   "pinyin_ids")}
+        out, _ = model(batch)
+        logits += [row.float().cpu() for row in out]
+    if spec.kind in ("classification", "pair"):
+        return [spec.labels[int(row.argmax())] for row in logits]
+    if spec.kind == "token":
+        names = tag_names(spec)
+        per_example: list[list[tuple[str, int, int]]] = [[] for _ in examples]
+        for f, row in zip(feats, logits):
+            tags = row[: len(f.input_ids)].argmax(-1).tolist()
+            per_example[f.example] += [(names[t], s, e) for t, (s, e) in zip(tags, f.spans) if s >= 0]
+        return [[list(e) for e in tokens_to_entities(toks, len(ex.text))] for toks, ex in zip(per_example, examples)]
+    return _answers(cfg, feats, logits, examples)
+
+
+def tokens_to_entities(tokens: list[tuple[str, int, int]], n_chars: int) -> list[Entity]:
+    """Tags of tokens (with their character spans) → character entities: a B-/I- token tags all its
+    characters, the first one B- where the token is B-; characters no token covers (spaces) continue the
+    entity around them only if the next token does."""
+    chars = ["O"] * n_chars
+    for tag, s, e in tokens:
+        if tag != "O":
+            kind = tag[2:]
+            chars[s:e] = [tag] + [f"I-{kind}"] * (e - s - 1)
+    covered = [False] * n_chars
+    for _, s, e in tokens:
+        covered[s:e] = [True] * (e - s)
+    for i in range(1, n_chars - 1):
+        if not covered[i] and chars[i - 1] != "O" and chars[i + 1].startswith("I-") \
+                and chars[i + 1][2:] == chars[i - 1][2:]:
+            chars[i] = chars[i + 1]
+    return tags_to_entities(chars, scheme="bio")
+
+
+def _answers(cfg: FinetuneConfig, feats: list, logits: list[torch.Tensor], examples: list[Example]) -> list[str]:
+    """Best (start, end) over every window of each question: max start + end logit, end ≥ start, within
+    ``max_answer_len`` tokens, both inside the context; '' when no window has one."""
+    best: list[tuple[float, str]] = [(-math.inf, "") for _ in examples]
+    for f, row in zip(feats, logits):
+        ctx = torch.tensor([s >= 0 for s, _ in f.spans])
+        n = len(f.spans)
+        start, end = row[:n, 0].masked_fill(~ctx, -math.inf), row[:n, 1].masked_fill(~ctx, -math.inf)
+        pair = start[:, None] + end[None, :]  # (n, n)
+        allowed = torch.triu(torch.ones(n, n, dtype=torch.bool)) & ~torch.triu(torch.ones(n, n, dtype=torch.bool),
+                                                                               diagonal=cfg.max_answer_len)
+        pair = pair.masked_fill(~allowed, -math.inf)
+        k = int(pair.argmax())
+        value = float(pair.view(-1)[k])
+        if value > best[f.example][0]:
+            i, j = divmod(k, n)
+            text = examples[f.example].text
+            best[f.example] = (value, text[f.spans[i][0]:f.spans[j][1]])
+    return [a for _, a in best]
+
+
+def gold(spec: TaskSpec, ex: Example) -> Any:
+    if spec.kind == "token":
+        return [list(e) for e in ex.entities] if ex.entities is not None else None
+    if spec.kind == "span":
+        return [a for _, a in ex.answers] if ex.answers is not None else None
+    return ex.label
+
+
+def score(spec: TaskSpec, examples: list[Example], pred: list) -> dict[str, float]:
+    if spec.kind == "token":
+        return entity_f1([[tuple(e) for e in p] for p in pred], [ex.entities for ex in examples])
+    if spec.kind == "span":
+        return span_em_f1(pred, [[a for _, a in ex.answers] for ex in examples])
+    return accuracy(pred, [ex.label for ex in examples])
+
+
+def write_submission(spec: TaskSpec, examples: list[Example], pred: list, path: Path) -> Path:
+    """CLUE's layout: classification — one {"id", "label"} line per test example, in order; CLUENER-style
+    token tasks — one {"id", "label": {type: {mention: [[start, end]]}}} line (end inclusive); span tasks
+    (CMRC2018) — one JSON object id → answer."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        if spec.kind == "span":
+            json.dump({ex.id: p for ex, p in zip(examples, pred)}, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        else:
+            for ex, p in zip(examples, pred):
+                label: Any = p
+                if spec.kind == "token":
+                    label = {}
+                    for s, e, t in p:
+                        label.setdefault(t, {}).setdefault(ex.text[s:e], []).append([s, e - 1])
+                f.write(json.dumps({"id": ex.id, "label": label}, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
