@@ -1,0 +1,204 @@
+"""Read a finished `zhbert compare` runs folder into one typed structure, checking that every file is there.
+
+Layout read (written by `zhbert compare`, `zhbert pretrain` and `zhbert finetune`)::
+
+    <runs>/compare.json                                   name, reference, tasks, seeds, variants, machine, date
+    <runs>/<variant>/pretrain/metrics.jsonl               train / eval / resume records (last per step wins)
+    <runs>/<variant>/pretrain/export/training.json        config, parameters, FLOPs/token, counts, train_seconds
+    <runs>/<variant>/finetune/<task>/seed-<s>/metrics.json  one fine-tuning run: the source of every score
+    <runs>/<variant>/finetune/<task>/summary.json          mean ± std as finetune printed it (cross-checked)
+
+Scores come from the per-seed files, not the summaries, so that seed s of a variant can be paired with seed s
+of the reference.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zhbert.data.files import read_json
+from zhbert.train.metrics import METRICS, read_metrics
+
+
+class RunsError(FileNotFoundError):
+    """A runs folder that is missing files or disagrees with itself; the message lists every problem."""
+
+
+@dataclass
+class Variant:
+    """One pretrained model of the comparison, as compare.json describes it."""
+
+    name: str
+    embedding: str
+    masking: str
+    description: str = ""
+
+
+@dataclass
+class Pretraining:
+    """What one variant's pretraining cost and reached: the figures a reader needs to judge fairness."""
+
+    steps: int
+    batch_size: int
+    """Sequences per optimizer step, all ranks together."""
+    seed: int
+    """Pretraining seed: with the same shards it fixes the order of the rows seen."""
+    world_size: int
+    shards: str
+    """Hash of the shards' config (char view, or the word view built from it)."""
+    parameters: int
+    flops_per_token: float
+    sequences: int
+    tokens: int
+    chars: int
+    train_seconds: float
+    """Sum of the step times: no evaluation, checkpointing or start-up."""
+    tokens_per_s: float
+    bits_per_char: float
+    """Held-out bits per character at the last evaluation: comparable across char and word tokens."""
+    mlm_loss: float
+    """Held-out MLM loss (nats per masked token) at the last evaluation."""
+    eval_step: int
+    resumed: int
+    """How many times the run was resumed (from a distinct step)."""
+    train_curve: list[tuple[int, float]]
+    """(characters seen, training loss) per logged step."""
+    eval_curve: list[tuple[int, float, float]]
+    """(characters seen, held-out MLM loss, bits per char) per evaluation."""
+
+
+@dataclass
+class TaskScores:
+    """One task's scores for one variant: seed → the main metric on ``split``."""
+
+    metric: str
+    split: str
+    scores: dict[int, float]
+    finetune_seconds: float
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores.values())
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (0 with one seed), as `zhbert finetune` reports it."""
+        return statistics.stdev(self.scores.values()) if len(self.scores) > 1 else 0.0
+
+
+@dataclass
+class Runs:
+    """Everything the report shows, read from a runs folder."""
+
+    folder: Path
+    name: str
+    reference: str
+    tasks: list[str]
+    seeds: list[int]
+    variants: list[Variant]
+    pretraining: dict[str, Pretraining]
+    """variant → its pretraining figures."""
+    finetune: dict[str, dict[str, TaskScores]]
+    """task → variant → scores."""
+    machine: str = ""
+    date: str = ""
+    warnings: list[str] = field(default_factory=list)
+    """Inconsistencies that do not stop the report but that a reader should see."""
+
+    def metric(self, task: str) -> str:
+        return self.finetune[task][self.reference].metric
+
+    def split(self, task: str) -> str:
+        return self.finetune[task][self.reference].split
+
+
+def collect(runs: str | Path) -> Runs:
+    """Read ``runs``; a missing or inconsistent file anywhere raises one `RunsError` naming all of them."""
+    folder = Path(runs)
+    spec_path = folder / "compare.json"
+    if not spec_path.exists():
+        raise RunsError(f"{folder}: no compare.json; is this a `zhbert compare` runs folder?")
+    spec = read_json(spec_path)
+    variants = [Variant(v["name"], v["embedding"], v["masking"], v.get("description", "")) for v in spec["variants"]]
+    names = [v.name for v in variants]
+    if spec["reference"] not in names:
+        raise RunsError(f"{spec_path}: reference {spec['reference']!r} is not one of the variants {names}")
+    tasks, seeds = list(spec["tasks"]), [int(s) for s in spec["seeds"]]
+    missing, warnings = [], []
+    pretraining: dict[str, Pretraining] = {}
+    for v in names:
+        pre = folder / v / "pretrain"
+        files = [pre / METRICS, pre / "export" / "training.json"]
+        absent = [f for f in files if not f.exists()]
+        if absent:
+            missing += [f"{v}: {f}" for f in absent]
+            continue
+        pretraining[v] = _pretraining(pre, warnings)
+    scores: dict[str, dict[str, TaskScores]] = {t: {} for t in tasks}
+    for t in tasks:
+        for v in names:
+            task_dir = folder / v / "finetune" / t
+            absent = [task_dir / f"seed-{s}" / "metrics.json" for s in seeds]
+            absent = [f for f in absent if not f.exists()]
+            if absent:
+                missing += [f"{v}: {f}" for f in absent]
+                continue
+            scores[t][v] = _task_scores(task_dir, seeds, f"{v}/{t}", warnings)
+    if missing:
+        raise RunsError(f"{folder}: {len(missing)} file(s) missing (an unfinished compare run?):\n  "
+                        + "\n  ".join(missing))
+    for t in tasks:
+        kinds = {(s.metric, s.split) for s in scores[t].values()}
+        if len(kinds) > 1:
+            raise RunsError(f"{folder}: task {t} is scored differently across variants: "
+                            + ", ".join(f"{v}: {s.split} {s.metric}" for v, s in scores[t].items()))
+    return Runs(folder, spec.get("name", folder.name), spec["reference"], tasks, seeds, variants, pretraining,
+                scores, spec.get("machine", ""), spec.get("date", ""), warnings)
+
+
+def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
+    training = read_json(pre / "export" / "training.json")
+    cfg = training["config"]
+    train, evals = read_metrics(pre, "train"), read_metrics(pre, "eval")
+    if not train or not evals:
+        raise RunsError(f"{pre / METRICS}: {'no train records' if not train else 'no eval records'}; "
+                        "the held-out bits per char come from the eval records")
+    last = evals[-1]
+    if last["step"] != training["steps"]:
+        warnings.append(f"{pre}: the last held-out evaluation is at step {last['step']}, not at the end "
+                        f"(step {training['steps']})")
+    if train[-1]["chars"] != training["chars"]:
+        warnings.append(f"{pre}: metrics.jsonl ends at {train[-1]['chars']:,} characters but training.json says "
+                        f"{training['chars']:,}: is the export from another run?")
+    resumed = len(read_metrics(pre, "resume"))
+    return Pretraining(
+        steps=training["steps"], batch_size=cfg["batch_size"], seed=cfg["seed"], world_size=training["world_size"],
+        shards=training["data"]["shards_config_hash"], parameters=training["parameters"],
+        flops_per_token=training["flops_per_token"], sequences=training["sequences"], tokens=training["tokens"],
+        chars=training["chars"], train_seconds=training["train_seconds"],
+        tokens_per_s=training["tokens_per_s"],
+        bits_per_char=last["bits_per_char"], mlm_loss=last["mlm_loss"], eval_step=last["step"], resumed=resumed,
+        train_curve=[(r["chars"], r["loss"]) for r in train],
+        eval_curve=[(r["chars"], r["mlm_loss"], r["bits_per_char"]) for r in evals])
+
+
+def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[str]) -> TaskScores:
+    per_seed = {s: read_json(task_dir / f"seed-{s}" / "metrics.json") for s in seeds}
+    metrics = {m["metric"] for m in per_seed.values()}
+    # finetune scores on test when the test split has labels, else on dev (zhbert/finetune/run.py)
+    splits = {"test" if "test" in m else "dev" for m in per_seed.values()}
+    if len(metrics) > 1 or len(splits) > 1:
+        raise RunsError(f"{task_dir}: the seeds disagree on the metric or split ({sorted(metrics)}, {sorted(splits)})")
+    metric, split = metrics.pop(), splits.pop()
+    scores = {s: float(m[split][metric]) for s, m in per_seed.items()}
+    summary_path = task_dir / "summary.json"
+    if summary_path.exists():
+        summary = read_json(summary_path)
+        theirs = dict(zip(summary["seeds"], summary["per_seed"]))
+        if any(s not in theirs or not math.isclose(theirs[s], v, abs_tol=1e-9) for s, v in scores.items()):
+            warnings.append(f"{where}: summary.json per-seed scores {theirs} differ from the seed files {scores}; "
+                            "the report uses the seed files")
+    return TaskScores(metric, split, scores, sum(m["wall_s"] for m in per_seed.values()))

@@ -1,0 +1,236 @@
+"""The report of a comparison: report.md (one table, a verdict per task and variant, a fairness section, the
+plots) and report.json with every number report.md shows, plus the per-seed scores and the curves."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zhbert.data.files import write_json
+from zhbert.report.collect import Runs, collect
+from zhbert.report.plots import DOWNSTREAM_PNG, PRETRAIN_PNG, plot_downstream, plot_pretraining
+from zhbert.report.stats import ALPHA, PairedTest, paired_t
+
+SCORE_DIGITS = 4
+"""Decimals of the scores in report.md (report.json keeps full precision)."""
+
+
+@dataclass
+class Comparison:
+    """One variant against the reference on one task: the paired test and the sentence that states it."""
+
+    task: str
+    variant: str
+    reference: str
+    metric: str
+    test: PairedTest
+    text: str
+
+
+@dataclass
+class Report:
+    """What `write_report` wrote, for a caller that prints the table or checks the verdicts."""
+
+    runs: Runs
+    comparisons: list[Comparison]
+    fairness: list[str]
+    """Sentences on whether the variants had the same budget; a difference is flagged in them."""
+    table_markdown: str
+    markdown: str
+    folder: Path
+    """Where report.md, report.json and the PNGs are."""
+    files: list[Path] = field(default_factory=list)
+
+
+def write_report(runs: str | Path, out: str | Path) -> Report:
+    """Read the runs folder ``runs`` and write report.md, report.json and the PNGs into ``out``."""
+    data = collect(runs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    comparisons = compare(data)
+    fairness = fairness_notes(data)
+    table = results_table(data)
+    pngs = [plot_pretraining(data, out / PRETRAIN_PNG), plot_downstream(data, out / DOWNSTREAM_PNG)]
+    markdown = _markdown(data, table, comparisons, fairness)
+    md_path = out / "report.md"
+    tmp = md_path.with_name(md_path.name + ".tmp")
+    tmp.write_text(markdown, encoding="utf-8")
+    tmp.replace(md_path)
+    json_path = out / "report.json"
+    write_json(json_path, _json(data, comparisons, fairness))
+    return Report(data, comparisons, fairness, table, markdown, out, [md_path, json_path, *pngs])
+
+
+def compare(runs: Runs) -> list[Comparison]:
+    """Every variant against the reference, task by task, paired by seed."""
+    ref = runs.reference
+    comparisons = []
+    for task in runs.tasks:
+        scores = runs.finetune[task]
+        for v in runs.variants:
+            if v.name == ref:
+                continue
+            seeds = sorted(scores[ref].scores)
+            test = paired_t([scores[v.name].scores[s] for s in seeds], [scores[ref].scores[s] for s in seeds])
+            comparisons.append(Comparison(task, v.name, ref, runs.metric(task), test,
+                                          verdict(task, v.name, ref, runs.metric(task), test)))
+    return comparisons
+
+
+def verdict(task: str, variant: str, reference: str, metric: str, test: PairedTest) -> str:
+    """One sentence: the difference, whether it exceeds the seed spread, and with what evidence."""
+    head = f"{variant} − {reference}: {test.diff:+.{SCORE_DIGITS}f} {metric}"
+    if test.p is None:
+        return f"{head}; one seed only, so the seed spread is unknown: no claim either way."
+    lo, hi = test.ci95
+    p = "p<0.001" if test.p < 0.001 else f"p≈{test.p:.2g}"
+    evidence = (f"paired t over {test.n} seeds, {p}; 95% CI {lo:+.{SCORE_DIGITS}f} … {hi:+.{SCORE_DIGITS}f}"
+                + ("; every seed moved by the same amount" if test.t is not None and math.isinf(test.t) else ""))
+    if test.distinguishable:
+        better = "better" if test.diff > 0 else "worse"
+        return f"{head}, larger than the seed spread ({evidence}): {variant} is {better} than {reference} on {task}."
+    return f"{head}, within the seed spread ({evidence}): not distinguishable at this budget."
+
+
+def fairness_notes(runs: Runs) -> list[str]:
+    """Equal budget = the same steps, sequences per step and rows (same shards and seed); say so, or flag it."""
+    pre = {v.name: runs.pretraining[v.name] for v in runs.variants}
+    notes = []
+    for label, attr in (("steps", "steps"), ("sequences per step", "batch_size"),
+                        ("pretraining seed (order of the rows)", "seed")):
+        values = {v: getattr(p, attr) for v, p in pre.items()}
+        if len(set(values.values())) == 1:
+            notes.append(f"{label}: {next(iter(values.values())):,} for every variant.")
+        else:
+            notes.append(f"**Not equal — {label} differ**: "
+                         + ", ".join(f"{v} {x:,}" for v, x in values.items())
+                         + ". The variants did not have the same budget; weigh the scores accordingly.")
+    chars = [p.chars for p in pre.values()]
+    spread = max(chars) / max(min(chars), 1) - 1
+    if spread > 0.01:
+        notes.append(f"**Characters seen differ by {spread:.1%}** between variants "
+                     f"({', '.join(f'{v} {p.chars:,}' for v, p in pre.items())}): not the same text.")
+    else:
+        notes.append("characters seen agree within 1%, as they do when the variants read the same rows (the word "
+                     "view is built row for row from the char shards); tokens differ by view, since a word token "
+                     "covers one or more characters.")
+    ref = pre[runs.reference]
+    notes.append("parameters relative to the reference: " + ", ".join(
+        f"{v} ×{p.parameters / ref.parameters:.2f}" for v, p in pre.items() if v != runs.reference)
+        + "; FLOPs per token relative to it: " + ", ".join(
+        f"{v} ×{p.flops_per_token / ref.flops_per_token:.2f}" for v, p in pre.items() if v != runs.reference)
+        + ". Parameters include the embeddings (a word vocabulary is large; glyph and pinyin CNNs are small).")
+    return notes
+
+
+def results_table(runs: Runs) -> str:
+    """The one table: a row per variant, per-task mean ± std, then pretraining figures."""
+    header = ["variant", *(f"{t} ({runs.split(t)} {runs.metric(t)})" for t in runs.tasks), "held-out bits/char",
+              "parameters", "FLOPs/token", "tokens/s", "train time", "chars seen", "tokens seen"]
+    rows = []
+    for v in runs.variants:
+        p = runs.pretraining[v.name]
+        scores = [runs.finetune[t][v.name] for t in runs.tasks]
+        rows.append([v.name, *(f"{s.mean:.{SCORE_DIGITS}f} ± {s.std:.{SCORE_DIGITS}f}" for s in scores),
+                     f"{p.bits_per_char:.3f}", f"{p.parameters:,}", _si(p.flops_per_token), f"{p.tokens_per_s:,.0f}",
+                     _duration(p.train_seconds), f"{p.chars:,}", f"{p.tokens:,}"])
+    return _table(header, rows)
+
+
+def budget_table(runs: Runs) -> str:
+    """Per variant, what was trained on what: the detail behind the fairness notes."""
+    header = ["variant", "embedding", "masking", "steps", "sequences/step", "sequences seen", "ranks",
+              "shards", "resumed"]
+    rows = []
+    for v in runs.variants:
+        p = runs.pretraining[v.name]
+        rows.append([v.name, v.embedding, v.masking, f"{p.steps:,}", f"{p.batch_size:,}", f"{p.sequences:,}",
+                     str(p.world_size), f"`{p.shards}`", str(p.resumed)])
+    return _table(header, rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _si(x: float) -> str:
+    for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _markdown(runs: Runs, table: str, comparisons: list[Comparison], fairness: list[str]) -> str:
+    seeds = ", ".join(map(str, runs.seeds))
+    where = ", ".join(x for x in (runs.machine, runs.date) if x)
+    parts = [f"# Comparison: {runs.name}", "",
+             f"Runs folder `{runs.folder}`{f' ({where})' if where else ''}. Reference: **{runs.reference}**. "
+             f"Each task fine-tuned with seeds {seeds}.", "", "## Results", "", table, "",
+             f"Scores: mean ± sample standard deviation over seeds {seeds}, on the split named in the header. "
+             "Held-out bits/char: pretraining MLM loss on held-out rows at the last evaluation, in bits per "
+             "character (comparable across char and word tokens). Train time: the sum of step times (no "
+             "evaluation, checkpoints or start-up). Chars and tokens seen: pretraining, all ranks.", "",
+             "## Is a difference larger than the seed spread?", "",
+             "Each variant against the reference, paired by seed (the same seed gives both the same head "
+             "initialisation and batch order); two-sided paired t-test at 95%. "
+             f"{_chance(len(comparisons))}", ""]
+    for task in runs.tasks:
+        parts += [f"**{task}** ({runs.split(task)} {runs.metric(task)})", ""]
+        parts += [f"- {c.text}" for c in comparisons if c.task == task]
+        parts.append("")
+    parts += ["## Fairness", "", *[f"- {n}" for n in fairness], "", budget_table(runs), "", "## Variants", ""]
+    parts += [f"- **{v.name}**: {v.embedding} embedding, {v.masking} masking"
+              + (f"; {v.description}" if v.description else "") for v in runs.variants]
+    parts += ["", "## Plots", "", f"![pretraining loss against characters seen]({PRETRAIN_PNG})", "",
+              f"![downstream scores, mean ± std over seeds]({DOWNSTREAM_PNG})", ""]
+    if runs.warnings:
+        parts += ["## Warnings", "", *[f"- {w}" for w in runs.warnings], ""]
+    return "\n".join(parts)
+
+
+def _chance(n: int) -> str:
+    """Several tests at 5% each: say how many false alarms to expect, so one lone verdict is read with care."""
+    return (f"With {n} comparisons, about {n * ALPHA:.1f} would come out larger than the seed spread by chance "
+            "alone when nothing differs: a lone such verdict is weak evidence; a consistent pattern across tasks "
+            "is stronger.")
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no infinity: an infinite t (every seed moved by the same amount) is written as null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _json(runs: Runs, comparisons: list[Comparison], fairness: list[str]) -> dict[str, Any]:
+    variants = []
+    for v in runs.variants:
+        pre = dataclasses.asdict(runs.pretraining[v.name])
+        tasks = {t: {"metric": s.metric, "split": s.split, "mean": s.mean, "std": s.std,
+                     "per_seed": {str(seed): x for seed, x in s.scores.items()},
+                     "finetune_seconds": s.finetune_seconds}
+                 for t in runs.tasks for s in [runs.finetune[t][v.name]]}
+        variants.append(dataclasses.asdict(v) | {"pretraining": pre, "finetune": tasks})
+    return {
+        "name": runs.name, "folder": str(runs.folder), "reference": runs.reference, "seeds": runs.seeds,
+        "machine": runs.machine, "date": runs.date,
+        "tasks": [{"task": t, "metric": runs.metric(t), "split": runs.split(t)} for t in runs.tasks],
+        "variants": variants,
+        "comparisons": [{"task": c.task, "variant": c.variant, "reference": c.reference, "metric": c.metric,
+                         "test": "paired t, two-sided, 95%", "n": c.test.n, "diff": c.test.diff, "sd": c.test.sd,
+                         "t": _finite(c.test.t), "p": c.test.p, "ci95": c.test.ci95,
+                         "distinguishable": c.test.distinguishable, "text": c.text} for c in comparisons],
+        "fairness": fairness,
+        "warnings": runs.warnings,
+    }
