@@ -1,4 +1,4 @@
-"""The report's two figures, drawn with matplotlib's Agg backend (no display needed).
+"""The report's two figures, drawn on bare matplotlib Figures (Agg canvas): no display, no pyplot global state.
 
 Characters seen is the x axis of the pretraining plot because it is the one budget char and word models
 share: a word token stands for several characters, so "tokens seen" would favour neither fairly.
@@ -9,11 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
-from zhbert.report.collect import Runs  # noqa: E402
+from zhbert.report.collect import Runs
 
 PRETRAIN_PNG = "pretrain_loss.png"
 DOWNSTREAM_PNG = "downstream.png"
@@ -21,7 +19,8 @@ DOWNSTREAM_PNG = "downstream.png"
 
 def plot_pretraining(runs: Runs, path: Path) -> Path:
     """Training MLM loss (left) and held-out bits per character (right) against characters seen."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
     for v in runs.variants:
         pre = runs.pretraining[v.name]
         left.plot(*zip(*pre.train_curve), label=v.name, linewidth=1.2)
@@ -34,7 +33,6 @@ def plot_pretraining(runs: Runs, path: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"{runs.name}: pretraining")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -43,9 +41,10 @@ def plot_downstream(runs: Runs, path: Path) -> Path:
     it; points rather than bars, so that the y axis can zoom to where the differences are without misleading
     with bar areas. The dashed line is the reference's mean."""
     n = len(runs.tasks)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.0, 3.2 * n), 4.2), constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(max(4.0, 3.2 * n), 4.2), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)
     names = [v.name for v in runs.variants]
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, task in zip(axes[0], runs.tasks):
         by_variant = runs.finetune[task]
         ax.axhline(by_variant[runs.reference].mean, color="grey", linestyle="--", linewidth=0.8)
@@ -60,5 +59,4 @@ def plot_downstream(runs: Runs, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{runs.name}: downstream, mean ± std over seeds {runs.seeds} (open dots: seeds)", fontsize=10)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

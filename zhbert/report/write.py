@@ -122,7 +122,8 @@ def fairness_notes(runs: Runs) -> list[str]:
         f"{v} ×{p.parameters / ref.parameters:.2f}" for v, p in pre.items() if v != runs.reference)
         + "; FLOPs per token relative to it: " + ", ".join(
         f"{v} ×{p.flops_per_token / ref.flops_per_token:.2f}" for v, p in pre.items() if v != runs.reference)
-        + ". Parameters include the embeddings (a word vocabulary is large; glyph and pinyin CNNs are small).")
+        + ". Parameters include the embeddings; FLOPs per token is `zhbert pretrain`'s estimate for the trunk and "
+        "the MLM decoder (the glyph and pinyin CNNs are left out).")
     return notes
 
 
