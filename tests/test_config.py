@@ -45,6 +45,7 @@ def test_config_hash_is_stable_and_sensitive():
 
 
 def _config_class(folder: str):
+    from zhbert.compare import CompareConfig
     from zhbert.data.glyphs import GlyphConfig
     from zhbert.data.masking import MaskingConfig
     from zhbert.finetune.run import FinetuneConfig
@@ -53,7 +54,7 @@ def _config_class(folder: str):
     from zhbert.train.config import PretrainConfig
 
     return {"data": PrepConfig, "glyphs": GlyphConfig, "masking": MaskingConfig, "model": ModelConfig,
-            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "tasks": TaskSpec}[folder]
+            "pretrain": PretrainConfig, "finetune": FinetuneConfig, "tasks": TaskSpec, "compare": CompareConfig}[folder]
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.toml")), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -137,10 +137,17 @@ def cmd_tasks(args: argparse.Namespace, rest: list[str]) -> None:
         print(f"{name:<20} {spec.kind:<15} {spec.layout:<8} {spec.metric:<9} {spec.description}")
 
 
+def cmd_compare(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.compare import CompareConfig, run_compare
+    from zhbert.config import load
+
+    run_compare(load(CompareConfig, args.config, _split_overrides(rest)))
+
+
 def cmd_demo(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.demo import run_demo
 
-    run_demo(Path(args.workdir))
+    run_demo(Path(args.workdir), args.config, _split_overrides(rest))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,9 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tasks", nargs="*", default=None, help="only these bundled tasks (default: all)")
     build.set_defaults(func=cmd_tasks)
 
-    demo = verbs.add_parser("demo", help="the whole job on the embedded corpus: fetch → prep → vocab → …")
-    demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    demo.set_defaults(func=cmd_demo)
+    compare = verbs.add_parser("compare", help="pretrain char / word / fusion variants for one budget, fine-tune "
+                               "each with several seeds, write the report",
+                               epilog="Overrides: --section.key=value, e.g. --seeds=[1,2,3,4] --ranks=1")
+    compare.add_argument("--config", type=Path, default=None, help="configs/compare/<name>.toml")
+    compare.set_defaults(func=cmd_compare, overrides=True)
+
+    demo = verbs.add_parser("demo", help="the whole job on the embedded data: tasks, corpus, prep, vocab, glyphs, "
+                            "then the tiny comparison (pretrain under DeepSpeed, fine-tune, report)",
+                            epilog="Overrides of the compare config: --section.key=value, e.g. --seeds=[1,2] --ranks=1")
+    demo.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="where the data goes")
+    demo.add_argument("--config", type=Path, default=None,
+                      help="the compare config (default configs/compare/tiny.toml)")
+    demo.set_defaults(func=cmd_demo, overrides=True)
     return p
 
 

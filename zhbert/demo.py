@@ -1,8 +1,9 @@
-"""`zhbert demo`: the whole job on the embedded corpus, each step skipped when its output is current.
+"""`zhbert demo`: the whole job on the embedded data, each step skipped when its output is current.
 
-Today: fetch the corpus → pinyin vocab → char vocab → glyph table → char-view shards → word vocab and
-word view (zhbert.data.build). Pretraining, fine-tuning and the comparison report join as their
-issues land.
+bundled tasks (their dev/test text is the corpus's exclusion list) → corpus → pinyin vocab → char vocab →
+glyph table → char-view shards → word vocab and word view (zhbert.data.build) → `zhbert compare` with
+configs/compare/tiny.toml: four variants pretrained under DeepSpeed with two processes, each fine-tuned on
+the bundled tasks with three seeds → the report, whose table is printed at the end.
 """
 
 from __future__ import annotations
@@ -11,18 +12,34 @@ import os
 import time
 from pathlib import Path
 
-from zhbert.config import config_hash
+from zhbert.config import config_hash, load
 from zhbert.data.build import Steps, build_dataset
+from zhbert.data.files import sha256_file
 from zhbert.data.prep import PrepConfig
 from zhbert.data.shards import MANIFEST
 
+COMPARE_CONFIG = Path(__file__).parent.parent / "configs" / "compare" / "tiny.toml"
 
-def run_demo(workdir: Path) -> None:
+
+def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[str] | None = None) -> Path:
+    """Run everything into ``workdir`` (data) and the compare config's runs/ and reports/; returns the report."""
+    from zhbert.compare import CompareConfig, run_compare
     from zhbert.data.sources import SOURCES, fetch_corpus
+    from zhbert.finetune.bundled import BUNDLED, CAPS, EVAL_TEXTS, build_tasks
 
     t0 = time.perf_counter()
-    corpus = workdir / "corpus"
-    Steps(workdir).run("corpus", config_hash(sorted((s.name, s.sha256) for s in SOURCES.values())),
-                       [corpus / MANIFEST], lambda: fetch_corpus(corpus))
+    steps = Steps(workdir)
+    tasks, corpus = workdir / "tasks", workdir / "corpus"
+    steps.run("tasks", config_hash(sorted(BUNDLED), CAPS), [tasks / "manifest.json"], lambda: build_tasks(tasks))
+    exclude = tasks / EVAL_TEXTS
+    steps.run("corpus", config_hash(sorted((s.name, s.sha256) for s in SOURCES.values()), sha256_file(exclude)),
+              [corpus / MANIFEST], lambda: fetch_corpus(corpus, exclude=[exclude]))
     build_dataset(PrepConfig(inputs=[str(corpus)], num_proc=min(2, os.cpu_count() or 1)), workdir)
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; everything is under {workdir}/")
+
+    cfg = load(CompareConfig, compare_config or COMPARE_CONFIG, [f"data={str(workdir)!r}", f"tasks_dir={str(tasks)!r}",
+                                               *(overrides or [])])
+    report = run_compare(cfg)
+    print(f"\n{(report / 'report.md').read_text(encoding='utf-8')}")
+    print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min; data under {workdir}/, runs under "
+          f"{cfg.runs}/{cfg.name}/, the report in {report}/ (report.md, report.json, *.png)")
+    return report

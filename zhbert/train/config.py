@@ -97,6 +97,9 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.engine.zero_stage <= 3:
             raise ConfigError(f"engine.zero_stage must be 0, 1, 2 or 3, got {self.engine.zero_stage}")
+        if self.engine.precision == "bf16" and self.engine.zero_stage == 0:
+            raise ConfigError("engine.precision = 'bf16' needs engine.zero_stage >= 1: at stage 0 DeepSpeed's bf16 "
+                              "optimizer writes checkpoints its zero_to_fp32 cannot consolidate into the export")
         if self.engine.offload_params and self.engine.zero_stage != 3:
             raise ConfigError("engine.offload_params needs engine.zero_stage = 3")
         if self.engine.offload_optimizer and self.engine.zero_stage == 0:

@@ -212,14 +212,18 @@ def fingerprint(engine: Any) -> list[float]:
 
 def state_bytes(engine: Any) -> dict[str, int]:
     """Bytes this rank holds for model parameters (its ZeRO-3 partition, or all of them) and for the optimizer:
-    Adam moments plus the fp32 master copy where ZeRO or bf16 keeps one. Measured from the tensors."""
-    params = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() * p.element_size()
-                 for p in engine.module.parameters())
+    Adam moments, and the fp32 master copy where ZeRO or bf16 keeps one apart from the parameters (ZeRO-3 in
+    fp32 updates the parameter partitions in place). Counted from the tensors themselves."""
+    tensors = [getattr(p, "ds_tensor", p) for p in engine.module.parameters()]
+    params = sum(t.numel() * t.element_size() for t in tensors)
     opt = engine.optimizer
     inner = getattr(opt, "optimizer", opt)  # ZeRO / bf16 wrappers hold a torch optimizer over their partitions
     moments = sum(t.numel() * t.element_size() for s in inner.state.values() for t in s.values()
                   if torch.is_tensor(t) and t.ndim > 0)
-    master = 0
-    if inner is not opt:
-        master = sum(p.numel() * p.element_size() for g in inner.param_groups for p in g["params"])
+    masters = next((getattr(opt, name) for name in ("single_partition_of_fp32_groups",  # ZeRO-1/2
+                                                    "fp32_partitioned_groups_flat",  # ZeRO-3
+                                                    "fp32_groups_flat_partition")  # bf16 without ZeRO
+                    if getattr(opt, name, None)), [])
+    shared = {t.untyped_storage().data_ptr() for t in tensors}
+    master = sum(t.numel() * t.element_size() for t in masters if t.untyped_storage().data_ptr() not in shared)
     return {"parameters": params, "optimizer_moments": moments, "optimizer_master_weights": master}

@@ -1,0 +1,185 @@
+"""`zhbert compare`: the question the project exists to answer — do glyph and pinyin help a Chinese encoder, and
+does whole-word masking — asked under one budget.
+
+Every variant pretrains from the same shared pretraining config (same steps, sequences per step, documents,
+optimizer) and differs only in its model file and masking; each is then fine-tuned on the same tasks with the
+same seeds, and zhbert.report writes the table, plots and the seed-spread verdicts. Each pretraining run goes
+through the real launcher (``deepspeed --num_gpus ranks``) as a user would start it, with its resolved config
+written beside it; every step is keyed by the hash of what determines it, so a re-run redoes only what changed
+and an interrupted pretraining run resumes from its last checkpoint.
+
+Layout: ``<runs>/<name>/compare.json``, ``<variant>/pretrain.toml``, ``<variant>/pretrain/`` (run folder with
+export/), ``<variant>/finetune/<task>/`` (per seed and summary.json); the report in ``<reports>/<name>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from zhbert.config import ConfigError, config_hash, load
+from zhbert.data.build import Steps
+from zhbert.data.files import read_json, write_json
+
+
+@dataclass
+class Variant:
+    """One pretrained model of the comparison."""
+
+    name: str
+    """Folder name and label in the report (e.g. char, word, fusion, fusion-charmask)."""
+    model: str
+    """A model config (configs/model/*.toml): the embedding kind and sizes."""
+    whole_word_prob: float = 1.0
+    """Masking: 1.0 whole-word masking, 0.0 char masking (the masking ablation)."""
+    description: str = ""
+
+
+def _default_variants() -> list[Variant]:
+    return [Variant("char", "configs/model/tiny-char.toml", description="char-only baseline"),
+            Variant("word", "configs/model/tiny-word.toml", description="word-level baseline (word view)"),
+            Variant("fusion", "configs/model/tiny-fusion.toml", description="char + glyph + pinyin"),
+            Variant("fusion-charmask", "configs/model/tiny-fusion.toml", 0.0,
+                    "fusion with char masking instead of whole-word masking")]
+
+
+@dataclass
+class CompareConfig:
+    """configs/compare/*.toml are deltas over these defaults (the tiny CPU comparison of `zhbert demo`)."""
+
+    name: str = "tiny"
+    """Names the runs folder and the report folder."""
+    runs: str = "runs/compare"
+    reports: str = "reports"
+    pretrain: str = "configs/pretrain/tiny.toml"
+    """The shared pretraining config: steps, batch, optimizer, engine — the budget every variant gets."""
+    ranks: int = 2
+    """Processes per pretraining run, started by the deepspeed launcher (1: a plain process)."""
+    data: str = "data/demo"
+    """Work folder with vocab/, glyphs/, shards/ (char view) and shards-word/ (word view)."""
+    finetune: str = "configs/finetune/tiny.toml"
+    """Fine-tuning settings shared by every task and variant; ``seeds`` below replaces its seeds."""
+    tasks: list[str] = field(default_factory=lambda: ["sentiment", "idiom_pair", "msra_ner", "cluener"])
+    tasks_dir: str = "data/demo/tasks"
+    """Where `zhbert tasks build` wrote the task folders."""
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """Fine-tuning seeds, the same for every variant, so scores pair up by seed."""
+    reference: str = "char"
+    """The variant every other one is compared against."""
+    variants: list[Variant] = field(default_factory=_default_variants)
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"variant names must differ, got {names}")
+        if self.reference not in names:
+            raise ConfigError(f"reference {self.reference!r} is not a variant; variants: {names}")
+        if len(self.seeds) < 2:
+            raise ConfigError("at least 2 seeds: the verdicts compare differences with the seed spread")
+
+
+def run_compare(cfg: CompareConfig) -> Path:
+    """Pretrain and fine-tune every variant (skipping what is done), then write the report; returns its folder."""
+    from zhbert.finetune.run import FinetuneConfig, finetune
+    from zhbert.train.config import PretrainConfig
+
+    runs, data, tasks = Path(cfg.runs) / cfg.name, Path(cfg.data), Path(cfg.tasks_dir)
+    missing = [t for t in cfg.tasks if not (tasks / t).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{tasks}: no task folder for {missing}; build them with "
+                                f"`zhbert tasks build --out {tasks}`")
+    steps = Steps(runs)
+    for v in cfg.variants:
+        folder = runs / v.name
+        toml = _write_pretrain_toml(cfg, v, folder)
+        key = config_hash(load(PretrainConfig, toml), _shards_key(data))
+        steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
+                  partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks))
+
+    finetune_cfg = load(FinetuneConfig, cfg.finetune, [f"seeds={cfg.seeds}"])
+    for v in cfg.variants:
+        export = runs / v.name / "pretrain" / "export"
+        trained = read_json(export / "training.json")["config_hash"]
+        for task in cfg.tasks:
+            out = runs / v.name / "finetune" / task
+            key = config_hash(finetune_cfg, trained, read_json(tasks / "manifest.json")["tasks"].get(task), task)
+            steps.run(f"finetune {v.name} {task}", key, [out / "summary.json"],
+                      partial(finetune, finetune_cfg, export, task, tasks / task, out))
+
+    write_json(runs / "compare.json", {
+        "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
+        "variants": [{"name": v.name, "embedding": load_model_kind(v.model), "description": v.description,
+                      "masking": "whole-word" if v.whole_word_prob == 1.0 else
+                      "char" if v.whole_word_prob == 0.0 else f"whole-word {v.whole_word_prob:.0%}"}
+                     for v in cfg.variants],
+        "ranks": cfg.ranks, "machine": _machine(), "date": time.strftime("%Y-%m-%d"),
+    })
+    from zhbert.report import write_report
+
+    report = write_report(runs, Path(cfg.reports) / cfg.name)
+    return report.folder
+
+
+def load_model_kind(path: str) -> str:
+    from zhbert.model.config import ModelConfig
+
+    return load(ModelConfig, path).embedding
+
+
+def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
+    """The variant's pretraining config: the shared file, its model, its masking, the data — written next to
+    its run so that anyone can re-launch it by hand."""
+    data = Path(cfg.data).resolve()
+    shards = data / ("shards-word" if load_model_kind(v.model) == "word" else "shards")
+    folder.mkdir(parents=True, exist_ok=True)
+    toml = folder / "pretrain.toml"
+    toml.write_text(
+        f"# variant {v.name!r} of the comparison {cfg.name!r} (written by zhbert compare)\n"
+        f'extends = "{Path(cfg.pretrain).resolve()}"\noutput = "{(folder / "pretrain").resolve()}"\n\n'
+        f'[model]\nextends = "{Path(v.model).resolve()}"\n\n[masking]\nwhole_word_prob = {v.whole_word_prob}\n\n'
+        f'[data]\nshards = "{shards}"\nvocab = "{data / "vocab"}"\nglyphs = "{data / "glyphs"}"\n',
+        encoding="utf-8")
+    return toml
+
+
+def _shards_key(data: Path) -> list[str]:
+    """What the data a run trained on is: the manifests' config hashes (vocab hashes are inside them)."""
+    return [read_json(data / s / "manifest.json")["config_hash"] for s in ("shards", "shards-word")]
+
+
+def _launch_pretrain(toml: Path, run: Path, ranks: int) -> None:
+    """Start pretraining as a user would: under the deepspeed launcher with ``ranks`` processes (a plain process
+    for one), resuming if an earlier attempt left a checkpoint. Output streams to this terminal."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
+    cmd = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(toml)]
+    if ranks > 1:
+        import torch
+
+        if not torch.cuda.is_available():
+            env.setdefault("DS_ACCELERATOR", "cpu")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", str(ranks), "--master_port", str(port),
+               "--module", "zhbert", "pretrain", "--config", str(toml)]
+    if (run / "checkpoints" / "latest").exists():
+        cmd.append("--resume")
+    print("$", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, env=env)
+    if done.returncode:
+        raise RuntimeError(f"pretraining {toml} failed (exit {done.returncode}); re-run to resume it")
+
+
+def _machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {device}; torch {torch.__version__}"
