@@ -148,6 +148,25 @@ def test_clue_layouts_from_real_rows(tasks, tmp_path):
                                                 "idx": 0, "label": "true", "text": text}])
     wsc = read_split(get_task("cluewsc2020"), tmp_path / "wsc", "train")[0]
     assert wsc.text == text[:2] + "_" + text[2:4] + "_" + text[4:10] + "[" + text[10] + "]" + text[11:]
+    # generic TSV with a header row
+    (tmp_path / "tsv").mkdir()
+    (tmp_path / "tsv/train.tsv").write_text("label\ttext\n" + "".join(
+        f"{int(r['label'] == 'pos')}\t{r['sentence']}\n" for r in reviews), encoding="utf-8")
+    tsv = read_split(get_task("classification_tsv"), tmp_path / "tsv", "train")
+    assert [(e.text, e.label) for e in tsv] == [(r["sentence"], str(int(r["label"] == "pos"))) for r in reviews]
+    # generic BIO files: CLUENER rows written one char and tag per line read back as the same entities
+    rows = read_split(get_task("cluener"), tasks / "cluener", "train")[:20]
+    lines = []
+    for ex in rows:
+        tags = ["O"] * len(ex.text)
+        for s, e, t in ex.entities:
+            tags[s:e] = [f"B-{t}"] + [f"I-{t}"] * (e - s - 1)
+        lines += [f"{c} {t}" for c, t in zip(ex.text, tags)] + [""]
+    (tmp_path / "bio").mkdir()
+    (tmp_path / "bio/train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bio = read_split(get_task("ner_bio", [f"labels={json.dumps(get_task('cluener').labels)}"]), tmp_path / "bio",
+                     "train")
+    assert [(e.text, e.entities) for e in bio] == [(e.text, e.entities) for e in rows]
     # CLUENER: end-inclusive spans → [start, end) entities, checked against the text
     cluener = read_split(get_task("cluener"), tasks / "cluener", "dev")
     first = json.loads((tasks / "cluener/dev.json").read_text().splitlines()[0])
@@ -182,6 +201,9 @@ def test_bad_input_names_file_line_fields_and_labels(tasks, tmp_path):
     with pytest.raises(FileNotFoundError, match="no training file"):
         read_split(get_task("sentiment"), tmp_path / "nowhere", "train")
     assert main(["finetune", "--model", "x", "--task", "nope", "--data", "y"]) == 2
+    assert main(["finetune", "--model", "x", "--task", "sentiment", "--data", "y", "--mode", "frozen"]) == 2
+    with pytest.raises(ConfigError, match="seeds must list at least one seed"):
+        load(FinetuneConfig, None, ["seeds=[]"])
 
 
 # -- metrics ----------------------------------------------------------------------------------------------

@@ -120,7 +120,9 @@ def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
     flags = [f"seeds={json.dumps([int(s) for s in args.seeds.split(',')])}"] if args.seeds else []
     flags += [f"mode={json.dumps(args.mode)}"] if args.mode else []
     cfg = load(FinetuneConfig, args.config, _split_overrides(rest) + flags)
-    out = args.out or Path("runs/finetune") / Path(args.task).stem / f"{Path(args.model).resolve().name}-{cfg.mode}"
+    model = Path(args.model).resolve()
+    name = model.parent.name if model.name == "export" else model.name  # runs/tiny-char/export → tiny-char
+    out = args.out or Path("runs/finetune") / Path(args.task).stem / f"{name}-{cfg.mode}"
     finetune(cfg, args.model, args.task, args.data, out)
 
 
@@ -246,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="full | feature-embeddings | feature-top | feature-mix | adapter (config: mode)")
     finetune.add_argument("--config", type=Path, default=None, help="configs/finetune/<name>.toml")
     finetune.add_argument("--out", type=Path, default=None,
-                          help="output folder (default runs/finetune/<task>/<model folder>-<mode>)")
+                          help="output folder (default runs/finetune/<task>/<model name>-<mode>)")
     finetune.set_defaults(func=cmd_finetune, overrides=True)
 
     tasks = verbs.add_parser("tasks", help="the fine-tuning task registry and the bundled demo tasks")

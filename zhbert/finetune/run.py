@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zhbert.config import to_dict
+from zhbert.config import ConfigError, to_dict
 from zhbert.data.files import write_json
 from zhbert.data.segment import SegmentConfig
 from zhbert.export import Export, load_export
@@ -80,6 +80,15 @@ class FinetuneConfig:
     """auto (CUDA when available), cpu or cuda[:n]."""
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     """jieba settings; keep them as in pretraining, since pinyin and word ids depend on the words."""
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("seeds must list at least one seed")
+        for name in ("epochs", "batch_size", "eval_batch_size", "stride", "max_answer_len", "adapter_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_len < 8:
+            raise ConfigError(f"max_len must be at least 8, got {self.max_len}")
 
 
 HEADS = {"classification": ZhBertForSequenceClassification, "pair": ZhBertForSequenceClassification,
