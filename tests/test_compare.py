@@ -30,7 +30,7 @@ def compare_cmd(built: Path, tasks: Path, out: Path) -> list[str]:
     """A compare config for a minimal budget: 6 pretraining steps, 1 epoch on 96 training examples."""
     (out / "pretrain.toml").write_text(
         f'extends = "{ROOT / "configs/pretrain/tiny.toml"}"\n'
-        "steps = 6\nbatch_size = 16\nmicro_batch = 8\nlog_every = 2\neval_every = 3\nsave_every = 6\n"
+        "steps = 6\nbatch_size = 16\nmicro_batch = 8\nlog_every = 3\neval_every = 3\nsave_every = 6\n"
         "tensorboard = false\n[data]\neval_percent = 5.0\neval_sequences = 32\n")
     (out / "finetune.toml").write_text(f'extends = "{ROOT / "configs/finetune/tiny.toml"}"\nepochs = 1\n'
                                        "max_train = 96\n")

@@ -148,6 +148,8 @@ def test_bad_inputs_fail_before_training(built_data, tmp_path, vocab_dir):
     assert "4 fonts at 24px, but model.num_fonts = 3" in run("--model.num_fonts=3")
     assert "a word model trains on zhbert.word_view/1" in run("--model.embedding=word", "--model.word_vocab_size=99999")
     assert "does not divide" in run("--batch_size=20")
+    with pytest.raises(ConfigError, match=r"save_every \(5\) must be a multiple of log_every \(2\)"):
+        load(PretrainConfig, TINY_FUSION, ["--log_every=2", "--save_every=5"])
     assert not (tmp_path / "run").exists()  # nothing was started
 
     cli = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_FUSION), "--stepz=3"]

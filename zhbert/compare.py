@@ -14,19 +14,24 @@ export/), ``<variant>/finetune/<task>/`` (per seed and summary.json); the report
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from zhbert.config import ConfigError, config_hash, load
 from zhbert.data.build import Steps
 from zhbert.data.files import read_json, write_json
+from zhbert.finetune.run import FinetuneConfig
 
 
 @dataclass
@@ -73,6 +78,8 @@ class CompareConfig:
     """Fine-tuning seeds, the same for every variant, so scores pair up by seed."""
     reference: str = "char"
     """The variant every other one is compared against."""
+    jobs: int = 2
+    """Fine-tuning runs at once, each its own process (on one GPU: 1)."""
     variants: list[Variant] = field(default_factory=_default_variants)
 
     def __post_init__(self) -> None:
@@ -87,7 +94,6 @@ class CompareConfig:
 
 def run_compare(cfg: CompareConfig) -> Path:
     """Pretrain and fine-tune every variant (skipping what is done), then write the report; returns its folder."""
-    from zhbert.finetune.run import FinetuneConfig, finetune
     from zhbert.train.config import PretrainConfig
 
     runs, data, tasks = Path(cfg.runs) / cfg.name, Path(cfg.data), Path(cfg.tasks_dir)
@@ -104,14 +110,18 @@ def run_compare(cfg: CompareConfig) -> Path:
                   partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks))
 
     finetune_cfg = load(FinetuneConfig, cfg.finetune, [f"seeds={cfg.seeds}"])
+    jobs = []
     for v in cfg.variants:
         export = runs / v.name / "pretrain" / "export"
         trained = read_json(export / "training.json")["config_hash"]
         for task in cfg.tasks:
-            out = runs / v.name / "finetune" / task
-            key = config_hash(finetune_cfg, trained, read_json(tasks / "manifest.json")["tasks"].get(task), task)
-            steps.run(f"finetune {v.name} {task}", key, [out / "summary.json"],
-                      partial(finetune, finetune_cfg, export, task, tasks / task, out))
+            job = _Job(f"finetune {v.name} {task}", export, task, tasks / task, runs / v.name / "finetune" / task,
+                       config_hash(finetune_cfg, trained, read_json(tasks / "manifest.json")["tasks"].get(task), task))
+            if steps.current(job.name, job.key, [job.out / "summary.json"]):
+                print(f"── {job.name}: up to date")
+            else:
+                jobs.append(job)
+    _run_finetunes(jobs, finetune_cfg, cfg.jobs, steps)
 
     write_json(runs / "compare.json", {
         "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
@@ -125,6 +135,46 @@ def run_compare(cfg: CompareConfig) -> Path:
 
     report = write_report(runs, Path(cfg.reports) / cfg.name)
     return report.folder
+
+
+class _Job(NamedTuple):
+    name: str
+    export: Path
+    task: str
+    data: Path
+    out: Path
+    key: str
+
+
+def _run_finetunes(jobs: list[_Job], cfg: FinetuneConfig, workers: int, steps: Steps) -> None:
+    """Fine-tune ``workers`` at a time, each in a fresh (spawned) process writing its log to
+    ``<out>/finetune.log``; a line per finished run here. On a CPU the runs use ``cfg.threads`` threads each, so
+    two single-thread runs fill two cores that one would leave half idle."""
+    if not jobs:
+        return
+    print(f"── fine-tuning: {len(jobs)} runs ({len(cfg.seeds)} seeds each), {workers} at a time; logs in "
+          "<variant>/finetune/<task>/finetune.log", flush=True)
+    t0 = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        running = {pool.submit(_finetune_logged, cfg, job): job for job in jobs}
+        for future in as_completed(running):
+            job = running[future]
+            try:
+                summary = future.result()
+            except Exception as e:
+                raise RuntimeError(f"{job.name} failed: {e} (log: {job.out / 'finetune.log'})") from e
+            steps.mark(job.name, job.key)
+            print(f"── {job.name}: {summary['split']} {summary['metric']} {summary['mean']:.4f} ± "
+                  f"{summary['std']:.4f} ({time.perf_counter() - t0:.0f}s since fine-tuning began)", flush=True)
+
+
+def _finetune_logged(cfg: FinetuneConfig, job: _Job) -> dict:
+    from zhbert.finetune.run import finetune
+
+    job.out.mkdir(parents=True, exist_ok=True)
+    with open(job.out / "finetune.log", "w", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
+        return finetune(cfg, job.export, job.task, job.data, job.out)
 
 
 def load_model_kind(path: str) -> str:

@@ -30,16 +30,23 @@ class Steps:
         self.path = workdir / STEPS
         self.done = read_json(self.path) if self.path.exists() else {}
 
+    def current(self, name: str, key: str | None, outputs: list[Path]) -> bool:
+        """Whether ``name`` last ran with ``key`` and its outputs exist (key None: never; the step checks itself)."""
+        return key is not None and self.done.get(name) == key and all(p.exists() for p in outputs)
+
+    def mark(self, name: str, key: str | None) -> None:
+        self.done[name] = key
+        write_json(self.path, self.done)
+
     def run(self, name: str, key: str | None, outputs: list[Path], fn: Callable[[], object]) -> None:
-        """Run ``fn`` unless it last ran with ``key`` and its outputs exist (key None: ``fn`` checks itself)."""
+        """Run ``fn`` unless it is current (see `current`)."""
         t = time.perf_counter()
-        if key is not None and self.done.get(name) == key and all(p.exists() for p in outputs):
+        if self.current(name, key, outputs):
             print(f"── {name}: up to date")
             return
         print(f"── {name}")
         fn()
-        self.done[name] = key
-        write_json(self.path, self.done)
+        self.mark(name, key)
         print(f"── {name}: done in {time.perf_counter() - t:.1f}s")
 
 

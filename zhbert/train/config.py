@@ -111,6 +111,9 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "micro_batch", "log_every", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every"):  # so the counts saved and evaluated against are whole
+            if getattr(self, name) % self.log_every:
+                raise ConfigError(f"{name} ({getattr(self, name)}) must be a multiple of log_every ({self.log_every})")
 
     def accumulation(self, world_size: int) -> int:
         """Gradient accumulation steps; an error when the batch does not divide over ranks and micro-batches."""
