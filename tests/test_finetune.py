@@ -99,6 +99,9 @@ def test_every_registered_task_loads_and_unknown_names_list_the_known():
             *BUNDLED} <= set(known_tasks())
     assert get_task("tnews").labels[:5] == ["100", "101", "102", "103", "104"] and len(get_task("tnews").labels) == 15
     assert len(get_task("iflytek").labels) == 119
+    assert [get_task(t).submission for t in ("tnews", "ocnli", "cluewsc2020", "afqmc", "cmrc2018", "sentiment")] == \
+        ["tnews11_predict.json", "ocnli_50k_predict.json", "cluewsc11_predict.json", "afqmc_predict.json",
+         "cmrc2018_predict.json", "sentiment_predict.json"]  # CLUE 1.1's submission names
     with pytest.raises(ConfigError, match=r"unknown task 'tnewz'; known: afqmc, .*tnews"):
         get_task("tnewz")
     with pytest.raises(ConfigError, match="a token task is scored with entity_f1"):

@@ -7,7 +7,8 @@ Output of ``finetune`` (the comparison reads these names):
     <out>/seed-<s>/metrics.json         task, seed, mode, metric, dev {…}, test {…} (when test has labels),
                                         trainable_params, total_params, wall_s, truncated, encoding counts
     <out>/seed-<s>/predictions.jsonl    one line per dev and test example: split, id, prediction, gold
-    <out>/seed-<s>/<task>_predict.json  the CLUE submission file for the test split
+    <out>/seed-<s>/<task>_predict.json  the CLUE submission file for the test split (CLUE 1.1's own name where it
+                                        differs: tnews11_, ocnli_50k_, cluewsc11_predict.json)
     <out>/summary.json                  task, metric, split, mean, std, seeds, per_seed
 """
 
@@ -225,7 +226,7 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
                 f.write(json.dumps({"split": split, "id": ex.id, "prediction": p, "gold": gold(spec, ex)},
                                    ensure_ascii=False) + "\n")
     if "test" in preds:
-        write_submission(spec, data["test"], preds["test"], out / f"{spec.name}_predict.json")
+        write_submission(spec, data["test"], preds["test"], out / spec.submission)
     metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
                "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
                "wall_s": round(time.perf_counter() - t0, 2), "truncated": sum(c["truncated"] for c in counts.values()),

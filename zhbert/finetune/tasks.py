@@ -31,7 +31,10 @@ class TaskSpec:
     """One task: where its files are, which fields hold what, its labels, head and metric."""
 
     name: str = ""
-    """Task name; also names the submission file ``<name>_predict.json``."""
+    """Task name."""
+    submission: str = ""
+    """File name of the CLUE submission; empty: ``<name>_predict.json``. CLUE 1.1 names a few differently
+    (tnews11_predict.json, ocnli_50k_predict.json, cluewsc11_predict.json)."""
     kind: Literal["classification", "pair", "token", "span"] = "classification"
     """Head: one label per text, per text pair (segments A/B), entity tags per token, or an answer span."""
     layout: Literal["json", "tsv", "cluener", "tags", "squad"] = "json"
@@ -61,6 +64,7 @@ class TaskSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        self.submission = self.submission or f"{self.name}_predict.json"
         if self.kind in ("classification", "pair") and len(self.labels) < 2:
             raise ConfigError(f"task {self.name!r}: a {self.kind} task needs at least two labels")
         if self.kind == "pair" and not self.text_pair:
