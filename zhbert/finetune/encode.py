@@ -170,7 +170,10 @@ class TaskEncoder:
         return tags
 
     def _span(self, n: int, ex: Example, enc: Encoded) -> None:
-        q = self.tokens(ex.question or "")[: self.max_query_len]
+        q = self.tokens(ex.question or "")
+        if len(q) > self.max_query_len:
+            enc.truncated += 1  # the question; the context is read in windows instead
+            q = q[: self.max_query_len]
         ctx = self.tokens(ex.text)
         room = self.max_len - len(q) - 3
         if room < 16:
