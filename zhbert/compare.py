@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def run_compare(cfg: CompareConfig) -> Path:
         toml = _write_pretrain_toml(cfg, v, folder)
         key = config_hash(load(PretrainConfig, toml), _shards_key(data))
         steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
-                  partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks))
+                  partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
 
     finetune_cfg = load(FinetuneConfig, cfg.finetune, [f"seeds={cfg.seeds}"])
     jobs = []
@@ -125,7 +126,7 @@ def run_compare(cfg: CompareConfig) -> Path:
 
     write_json(runs / "compare.json", {
         "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
-        "variants": [{"name": v.name, "embedding": load_model_kind(v.model), "description": v.description,
+        "variants": [{"name": v.name, "embedding": _model_kind(v.model), "description": v.description,
                       "masking": "whole-word" if v.whole_word_prob == 1.0 else
                       "char" if v.whole_word_prob == 0.0 else f"whole-word {v.whole_word_prob:.0%}"}
                      for v in cfg.variants],
@@ -177,7 +178,7 @@ def _finetune_logged(cfg: FinetuneConfig, job: _Job) -> dict:
         return finetune(cfg, job.export, job.task, job.data, job.out)
 
 
-def load_model_kind(path: str) -> str:
+def _model_kind(path: str) -> str:
     from zhbert.model.config import ModelConfig
 
     return load(ModelConfig, path).embedding
@@ -187,7 +188,7 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     """The variant's pretraining config: the shared file, its model, its masking, the data — written next to
     its run so that anyone can re-launch it by hand."""
     data = Path(cfg.data).resolve()
-    shards = data / ("shards-word" if load_model_kind(v.model) == "word" else "shards")
+    shards = data / ("shards-word" if _model_kind(v.model) == "word" else "shards")
     folder.mkdir(parents=True, exist_ok=True)
     toml = folder / "pretrain.toml"
     toml.write_text(
@@ -204,9 +205,15 @@ def _shards_key(data: Path) -> list[str]:
     return [read_json(data / s / "manifest.json")["config_hash"] for s in ("shards", "shards-word")]
 
 
-def _launch_pretrain(toml: Path, run: Path, ranks: int) -> None:
+def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
     """Start pretraining as a user would: under the deepspeed launcher with ``ranks`` processes (a plain process
-    for one), resuming if an earlier attempt left a checkpoint. Output streams to this terminal."""
+    for one). An earlier attempt with the same key resumes from its checkpoint; one with another key (the
+    config or data changed) is removed first. Output streams to this terminal."""
+    marker = run / "compare-key"
+    if run.exists() and (not marker.exists() or marker.read_text() != key):
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
     cmd = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(toml)]

@@ -25,12 +25,13 @@ def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[
     """Run everything into ``workdir`` (data) and the compare config's runs/ and reports/; returns the report."""
     from zhbert.compare import CompareConfig, run_compare
     from zhbert.data.sources import SOURCES, fetch_corpus
-    from zhbert.finetune.bundled import BUNDLED, CAPS, EVAL_TEXTS, build_tasks
+    from zhbert.finetune.bundled import BUNDLED, CAPS, EVAL_TEXTS, FORMAT, build_tasks
 
     t0 = time.perf_counter()
     steps = Steps(workdir)
     tasks, corpus = workdir / "tasks", workdir / "corpus"
-    steps.run("tasks", config_hash(sorted(BUNDLED), CAPS), [tasks / "manifest.json"], lambda: build_tasks(tasks))
+    steps.run("tasks", config_hash(sorted(BUNDLED), CAPS, FORMAT), [tasks / "manifest.json"],
+              lambda: build_tasks(tasks))
     exclude = tasks / EVAL_TEXTS
     steps.run("corpus", config_hash(sorted((s.name, s.sha256) for s in SOURCES.values()), sha256_file(exclude)),
               [corpus / MANIFEST], lambda: fetch_corpus(corpus, exclude=[exclude]))

@@ -9,6 +9,7 @@ memory-mapped shards.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -61,8 +62,6 @@ def load_vocabs(cfg: PretrainConfig) -> Vocabs:
 
 def sized_model_config(cfg: PretrainConfig, vocabs: Vocabs) -> ModelConfig:
     """The model config with its table sizes taken from the vocab files, which decide what the rows mean."""
-    import dataclasses
-
     return dataclasses.replace(cfg.model, vocab_size=len(vocabs.char), pinyin_vocab_size=len(vocabs.pinyin),
                                word_vocab_size=len(vocabs.tokens) if cfg.model.embedding == "word" else 0)
 
