@@ -25,7 +25,7 @@ if not torch.cuda.is_available():
 import deepspeed  # noqa: E402  (after the accelerator choice above)
 from deepspeed import comm as dist  # noqa: E402
 
-from zhbert.config import ConfigError  # noqa: E402
+from zhbert.config import ConfigError, merge  # noqa: E402
 from zhbert.train.config import PretrainConfig  # noqa: E402
 
 # DeepSpeed 0.19 still calls these torch.distributed names, which warn on every call
@@ -104,20 +104,13 @@ def merge_user_ds_config(built: dict[str, Any], path: str) -> dict[str, Any]:
     if problems:
         raise ConfigError("ds_config disagrees with the training config (set these in the TOML instead):\n  "
                           + "\n  ".join(problems))
-    return _merge(user, built)
+    return merge(user, built)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
