@@ -41,6 +41,7 @@ def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[
                                                *(overrides or [])])
     report = run_compare(cfg)
     print(f"\n{(report / 'report.md').read_text(encoding='utf-8')}")
-    print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min; data under {workdir}/, runs under "
+    minutes, seconds = divmod(round(time.perf_counter() - t0), 60)
+    print(f"demo finished in {minutes} min {seconds} s; data under {workdir}/, runs under "
           f"{cfg.runs}/{cfg.name}/, the report in {report}/ (report.md, report.json, *.png)")
     return report
