@@ -117,14 +117,14 @@ def test_each_rank_reads_its_own_rows_of_each_step(built_data, tmp_path):
     from zhbert.train.data import PretrainData
 
     cfg = load(PretrainConfig, TINY_FUSION, tiny(built_data, tmp_path))
-    ranks = [PretrainData(cfg, r, 2, accumulation=1) for r in (0, 1)]
-    alone = PretrainData(cfg, 0, 1, accumulation=2)
+    ranks = [PretrainData(cfg, r, 2) for r in (0, 1)]
+    alone = PretrainData(cfg, 0, 1)
     docs = lambda rows: [(r["doc_id"], tuple(r["input_ids"])) for r in rows]  # noqa: E731
     for step in (0, 5, 10_000):  # 10,000 steps is many epochs of this small slice
         r0, r1 = docs(ranks[0].rows(step, 0)), docs(ranks[1].rows(step, 0))
         assert len(r0) == len(r1) == cfg.micro_batch and not set(r0) & set(r1)
         assert r0 + r1 == docs(alone.rows(step, 0)) + docs(alone.rows(step, 1))  # same step, same sequences
-        assert r0 == docs(PretrainData(cfg, 0, 2, 1).rows(step, 0))  # a function of the step alone
+        assert r0 == docs(PretrainData(cfg, 0, 2).rows(step, 0))  # a function of the step alone
     held = {r["doc_id"] for b in ranks[0].eval_batches() + ranks[1].eval_batches() for r in b}
     train = {ranks[0].dataset[int(i)]["doc_id"] for i in ranks[0].train_index[:2000]}
     assert held and not held & train

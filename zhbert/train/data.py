@@ -104,8 +104,8 @@ def load_glyphs(cfg: PretrainConfig, vocabs: Vocabs) -> GlyphTable:
 class PretrainData:
     """Training and held-out sequences of the shards, and the rows of (step, rank, micro-batch)."""
 
-    def __init__(self, cfg: PretrainConfig, rank: int, world_size: int, accumulation: int):
-        self.cfg, self.rank, self.world_size, self.accumulation = cfg, rank, world_size, accumulation
+    def __init__(self, cfg: PretrainConfig, rank: int, world_size: int):
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.dataset = load_shards(cfg.data.shards)
         doc_ids = self.dataset.data.column("doc_id").to_pylist()
         bucket = np.array([zlib.crc32(d.encode()) % 10_000 for d in doc_ids])
