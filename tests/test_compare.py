@@ -1,6 +1,7 @@
-"""`zhbert compare` end to end at a minimal size: three variants pretrained under the deepspeed launcher (two
-CPU ranks) for the same budget, fine-tuned on two real bundled tasks with two seeds, and the report — whose
-numbers must be the ones the runs wrote. A second run redoes nothing."""
+"""`zhbert compare` end to end at a minimal size: four variants (char, word, fusion, pinyin-only fusion)
+pretrained under the deepspeed launcher (two CPU ranks) for the same budget, fine-tuned on two real bundled
+tasks with two seeds, and the report — whose numbers must be the ones the runs wrote. A second run redoes
+nothing."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def compare_cmd(built: Path, tasks: Path, out: Path) -> list[str]:
                                        "max_train = 96\n")
     settings = {"name": "mini", "runs": out / "runs", "reports": out / "reports", "data": built,
                 "tasks_dir": tasks, "pretrain": out / "pretrain.toml", "finetune": out / "finetune.toml"}
-    variants = [("char", "tiny-char"), ("word", "tiny-word"), ("fusion", "tiny-fusion")]
+    variants = [("char", "tiny-char"), ("word", "tiny-word"), ("fusion", "tiny-fusion"),
+                ("fusion-pinyin", "tiny-fusion-pinyin")]
     config = out / "mini.toml"
     config.write_text("\n".join([
         *(f'{k} = "{v}"' for k, v in settings.items()), f"tasks = {json.dumps(TASKS)}", "seeds = [1, 2]",
@@ -63,7 +65,7 @@ def test_report_numbers_come_from_the_runs(compared):
     assert len(pngs) >= 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
     numbers = json.loads((report / "report.json").read_text())
     text = json.dumps(numbers)
-    for variant in ("char", "word", "fusion"):
+    for variant in ("char", "word", "fusion", "fusion-pinyin"):
         training = json.loads((runs / variant / "pretrain" / "export" / "training.json").read_text())
         assert training["world_size"] == 2 and training["steps"] == 6  # same budget, under the launcher
         assert str(training["parameters"]) in text
@@ -81,7 +83,7 @@ def test_report_numbers_come_from_the_runs(compared):
 def test_a_second_run_redoes_nothing(compared):
     out, _, cmd = compared
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
-    assert done.stdout.count(": up to date") == 3 + 3 * len(TASKS)
+    assert done.stdout.count(": up to date") == 4 + 4 * len(TASKS)
     assert "$ " not in done.stdout  # no pretraining was launched
 
 

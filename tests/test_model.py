@@ -204,6 +204,33 @@ def test_fusion_per_distinct_id_equals_concat_then_linear():
         assert torch.allclose(emb(ids, b["token_type_ids"], pids), reference, atol=1e-5)
 
 
+@pytest.mark.parametrize("parts", [["glyph"], ["pinyin"]])
+def test_fusion_ablations_fuse_only_their_parts(parts, tmp_path):
+    """Glyph-only and pinyin-only fusion: Linear(2E→H) over [char ‖ part], without the other table or net."""
+    cfg = config("fusion", fusion_inputs=parts)
+    torch.manual_seed(0)
+    model = ZhBertForPretraining(cfg, **tables(cfg)).eval()
+    emb = model.bert.embeddings
+    other = {"glyph": "pinyin", "pinyin": "glyph"}[parts[0]]
+    assert emb.fuse.in_features == 2 * cfg.emb_dim
+    assert not any(other in n for n in model.state_dict())  # neither its table nor its net
+    b = batch()
+    ids, pids = b["input_ids"], b["pinyin_ids"]
+    with torch.no_grad():
+        if parts == ["glyph"]:
+            part = emb.glyph_net(torch.as_tensor(glyph_table())[ids].flatten(0, 1).float() / 255)
+        else:
+            part = emb.pinyin_net(emb.pinyin_letters[pids].flatten(0, 1))
+        x = emb.fuse(torch.cat([emb.tokens(ids), part.view(*ids.shape, -1)], dim=-1))
+        reference = emb.ln(x + emb.positions.weight[: ids.shape[1]] + emb.segments(b["token_type_ids"]))
+        assert torch.allclose(emb(ids, b["token_type_ids"], pids), reference, atol=1e-5)
+        loaded = ZhBertForPretraining.from_pretrained(model.save_pretrained(tmp_path)).eval()
+        assert loaded.cfg.fusion_inputs == parts
+        assert torch.equal(loaded(**inputs(b, "fusion")).logits, model(**inputs(b, "fusion")).logits)
+    with pytest.raises(ConfigError, match="fusion_inputs"):
+        config("fusion", fusion_inputs=[])
+
+
 def test_fusion_glyph_and_pinyin_tables_are_buffers_unless_trainable():
     fixed = build(kind="fusion")
     names = dict(fixed.named_buffers())

@@ -56,7 +56,7 @@ def save_export(model: ZhBertModel, folder: str | Path, vocab_dir: str | Path, g
     names = ["tokenizer.json", "vocab.txt", PINYIN_VOCAB] + ([WORD_VOCAB] if model.cfg.embedding == "word" else [])
     for name in names:
         shutil.copyfile(vocab_dir / name, folder / name)
-    if model.cfg.embedding == "fusion" and glyphs_dir is not None:
+    if model.cfg.embedding == "fusion" and "glyph" in model.cfg.fusion_inputs and glyphs_dir is not None:
         shutil.copyfile(Path(glyphs_dir) / GLYPH_SIDECAR, folder / GLYPH_SIDECAR)
     if training is not None:
         write_json(folder / TRAINING, training)

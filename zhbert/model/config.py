@@ -3,7 +3,7 @@ are short deltas over it, loaded with ``zhbert.config.load(ModelConfig, path, ov
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from zhbert.config import ConfigError
@@ -56,6 +56,9 @@ class ModelConfig:
     share_layers: bool = False
     """ALBERT-style cross-layer sharing: one block's weights applied ``num_layers`` times."""
 
+    fusion_inputs: list[Literal["glyph", "pinyin"]] = field(default_factory=lambda: ["glyph", "pinyin"])
+    """What the fusion embedding fuses with the char embedding: glyph and pinyin (ChineseBERT), or one of
+    them for the glyph-only / pinyin-only ablations."""
     num_fonts: int = 4
     """Fonts in the glyph table (second axis of the uint8 [V, fonts, S, S] table); 4 is what
     ``zhbert glyphs`` renders by default (song, kai, hei, xingkai)."""
@@ -86,6 +89,9 @@ class ModelConfig:
                               "the word vocab is the char vocab followed by multi-char words")
         if self.embedding == "fusion" and self.pinyin_vocab_size < 1:
             raise ConfigError("embedding='fusion' needs pinyin_vocab_size (rows of pinyin_vocab.txt)")
+        if not self.fusion_inputs or len(set(self.fusion_inputs)) != len(self.fusion_inputs):
+            raise ConfigError(f"fusion_inputs must name glyph and/or pinyin once each, got {self.fusion_inputs} "
+                              "(a char-only model is embedding = 'char')")
         if self.embedding_size is not None and not 0 < self.embedding_size <= self.hidden_size:
             raise ConfigError(f"embedding_size must be in 1..hidden_size, got {self.embedding_size}")
 

@@ -137,20 +137,40 @@ class FusionEmbeddings(nn.Module):
     ``glyphs``: uint8 [vocab_size, num_fonts, S, S] (``GlyphTable.pixels``), row i = char id i.
     ``pinyin_letters``: ``spell_pinyin(pinyin_vocab)``, [pinyin_vocab_size, pinyin_max_letters].
     Both are persistent buffers, so the export folder carries them; with ``glyph_trainable`` the
-    glyph table becomes a float parameter instead (ChineseBERT), for comparison.
+    glyph table becomes a float parameter instead (ChineseBERT), for comparison. ``cfg.fusion_inputs``
+    drops glyph or pinyin for the ablations: the fused width is then 2E, and that part's table is not kept.
     """
 
-    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray,
-                 pinyin_letters: torch.Tensor) -> None:
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
         super().__init__()
         E, H = cfg.emb_dim, cfg.hidden_size
-        glyphs = torch.as_tensor(glyphs)
+        self.inputs = list(cfg.fusion_inputs)
+        if "glyph" in self.inputs:
+            self._add_glyph_table(cfg, glyphs)
+        if "pinyin" in self.inputs:
+            want = (cfg.pinyin_vocab_size, cfg.pinyin_max_letters)
+            if pinyin_letters is None or tuple(pinyin_letters.shape) != want:
+                got = None if pinyin_letters is None else tuple(pinyin_letters.shape)
+                raise ValueError(f"pinyin letter table has shape {got}, config wants {want}")
+            self.register_buffer("pinyin_letters", pinyin_letters.long())
+        self.tokens = nn.Embedding(cfg.vocab_size, E)
+        if "glyph" in self.inputs:
+            self.glyph_net = GLYPH_NETS[cfg.glyph_net](cfg)
+        if "pinyin" in self.inputs:
+            self.pinyin_net = PinyinCNN(cfg)
+        self.fuse = nn.Linear((1 + len(self.inputs)) * E, H)
+        self.positions = nn.Embedding(cfg.max_position, H)
+        self.segments = nn.Embedding(cfg.type_vocab_size, H)
+        self.ln = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def _add_glyph_table(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None) -> None:
         want = (cfg.vocab_size, cfg.num_fonts, cfg.glyph_size, cfg.glyph_size)
-        if tuple(glyphs.shape) != want:
-            raise ValueError(f"glyph table has shape {tuple(glyphs.shape)}, config wants {want}")
-        want = (cfg.pinyin_vocab_size, cfg.pinyin_max_letters)
-        if tuple(pinyin_letters.shape) != want:
-            raise ValueError(f"pinyin letter table has shape {tuple(pinyin_letters.shape)}, config wants {want}")
+        if glyphs is None or tuple(glyphs.shape) != want:
+            raise ValueError(f"glyph table has shape {None if glyphs is None else tuple(glyphs.shape)}, "
+                             f"config wants {want}")
+        glyphs = torch.as_tensor(glyphs)
         if glyphs.dtype == torch.uint8:
             glyphs = glyphs.float() / 255 if cfg.glyph_trainable else glyphs
         elif not cfg.glyph_trainable:
@@ -159,31 +179,26 @@ class FusionEmbeddings(nn.Module):
             self.glyphs = nn.Parameter(glyphs.float())
         else:
             self.register_buffer("glyphs", glyphs)
-        self.register_buffer("pinyin_letters", pinyin_letters.long())
-        self.tokens = nn.Embedding(cfg.vocab_size, E)
-        self.glyph_net = GLYPH_NETS[cfg.glyph_net](cfg)
-        self.pinyin_net = PinyinCNN(cfg)
-        self.fuse = nn.Linear(3 * E, H)
-        self.positions = nn.Embedding(cfg.max_position, H)
-        self.segments = nn.Embedding(cfg.type_vocab_size, H)
-        self.ln = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, pinyin_ids (B, T) → (B, T, H)."""
-        if pinyin_ids is None:
-            raise ValueError("the fusion embedding needs pinyin_ids (0 for non-hanzi tokens and padding)")
         T = input_ids.shape[1]
-        w_char, w_glyph, w_pinyin = self.fuse.weight.chunk(3, dim=1)  # 3 × (H, E)
+        w_char, *w_parts = self.fuse.weight.chunk(1 + len(self.inputs), dim=1)  # each (H, E)
+        w = dict(zip(self.inputs, w_parts))
         chars, char_of = torch.unique(input_ids, return_inverse=True)  # (U,), (B, T)
-        pixels = self.glyphs[chars]  # (U, fonts, S, S)
-        pixels = pixels.to(w_glyph.dtype) / 255 if pixels.dtype == torch.uint8 else pixels
-        per_char = (F.linear(self.tokens(chars), w_char, self.fuse.bias)
-                    + F.linear(self.glyph_net(pixels), w_glyph))  # (U, H)
-        sylls, syll_of = torch.unique(pinyin_ids, return_inverse=True)  # (P',), (B, T)
-        per_syll = F.linear(self.pinyin_net(self.pinyin_letters[sylls]), w_pinyin)  # (P', H)
-        x = per_char[char_of] + per_syll[syll_of] + self.positions.weight[:T]  # (B, T, H)
+        per_char = F.linear(self.tokens(chars), w_char, self.fuse.bias)  # (U, H)
+        if "glyph" in w:
+            pixels = self.glyphs[chars]  # (U, fonts, S, S)
+            pixels = pixels.to(w["glyph"].dtype) / 255 if pixels.dtype == torch.uint8 else pixels
+            per_char = per_char + F.linear(self.glyph_net(pixels), w["glyph"])
+        x = per_char[char_of] + self.positions.weight[:T]  # (B, T, H)
+        if "pinyin" in w:
+            if pinyin_ids is None:
+                raise ValueError("the fusion embedding needs pinyin_ids (0 for non-hanzi tokens and padding)")
+            sylls, syll_of = torch.unique(pinyin_ids, return_inverse=True)  # (P',), (B, T)
+            per_syll = F.linear(self.pinyin_net(self.pinyin_letters[sylls]), w["pinyin"])  # (P', H)
+            x = x + per_syll[syll_of]
         x = x + (self.segments(token_type_ids) if token_type_ids is not None else self.segments.weight[0])
         return self.dropout(self.ln(x))
 

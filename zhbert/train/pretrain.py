@@ -91,7 +91,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     vocabs = load_vocabs(cfg)
     manifest = check_shards(cfg, vocabs)
     model_cfg = sized_model_config(cfg, vocabs)
-    glyphs = load_glyphs(cfg, vocabs) if model_cfg.embedding == "fusion" else None
+    uses = model_cfg.fusion_inputs if model_cfg.embedding == "fusion" else []
+    glyphs = load_glyphs(cfg, vocabs) if "glyph" in uses else None
 
     from zhbert.train import engine as ds  # imports deepspeed
 
@@ -228,10 +229,11 @@ def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_c
 
 
 def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPretraining:
-    if cfg.embedding != "fusion":
-        return ZhBertForPretraining(cfg)
-    return ZhBertForPretraining(cfg, glyphs=torch.from_numpy(glyphs.pixels),
-                                pinyin_letters=spell_pinyin(vocabs.pinyin.entries, cfg.pinyin_max_letters))
+    """The model, with the tables its fusion inputs need (the glyph table, the pinyin letter table)."""
+    uses = cfg.fusion_inputs if cfg.embedding == "fusion" else []
+    return ZhBertForPretraining(
+        cfg, glyphs=torch.from_numpy(glyphs.pixels) if "glyph" in uses else None,
+        pinyin_letters=spell_pinyin(vocabs.pinyin.entries, cfg.pinyin_max_letters) if "pinyin" in uses else None)
 
 
 def _fresh_interval() -> dict[str, float]:
