@@ -39,6 +39,7 @@ from zhbert.model.model import (
     ZhBertForSpanExtraction,
     ZhBertForTokenClassification,
 )
+from zhbert.train.optim import adamw
 
 
 @dataclass
@@ -159,11 +160,7 @@ def _device(cfg: FinetuneConfig) -> torch.device:
 
 
 def _optimizer(cfg: FinetuneConfig, model: Transfer, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    params = model.trainable()
-    decay = [p for p in params.values() if p.ndim >= 2]
-    rest = [p for p in params.values() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay)
     warm = max(1, int(cfg.warmup * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))

@@ -27,6 +27,7 @@ from deepspeed import comm as dist  # noqa: E402
 
 from zhbert.config import ConfigError, merge  # noqa: E402
 from zhbert.train.config import PretrainConfig  # noqa: E402
+from zhbert.train.optim import adamw  # noqa: E402
 
 # DeepSpeed 0.19 still calls these torch.distributed names, which warn on every call
 warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated")
@@ -119,11 +120,7 @@ def initialize(model: torch.nn.Module, cfg: PretrainConfig, ds_config: dict[str,
     """The DeepSpeed engine around ``model``, with torch AdamW (no decay on biases and LayerNorms) and a
     LambdaLR schedule, both saved in and restored from DeepSpeed's checkpoints."""
     o = cfg.optim
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=o.lr, betas=o.betas, eps=o.eps)
+    optimizer = adamw(model.parameters(), o.lr, o.weight_decay, o.betas, o.eps)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config,
                                       lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda))
     return engine
