@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zhbert.model.model import ZhBertForSpanExtraction, ZhBertModel
+from zhbert.model.model import ZhBertModel
 
 Mode = Literal["full", "feature-embeddings", "feature-top", "feature-mix", "adapter"]
 MODES: tuple[str, ...] = Mode.__args__
@@ -60,7 +60,6 @@ class Transfer(nn.Module):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         self.model, self.mode = model, mode
-        self.span = isinstance(model, ZhBertForSpanExtraction)
         bert = model.bert
         if mode != "full":
             bert.requires_grad_(False)
@@ -99,18 +98,9 @@ class Transfer(nn.Module):
         return self.gamma * torch.einsum("l,lbth->bth", w, layers)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = self.hidden(batch)
-        if self.span:
-            logits = self.model.head(h, batch["attention_mask"])  # (B, T, 2)
-            if "start_positions" not in batch:
-                return logits, None
-            loss = (F.cross_entropy(logits[..., 0], batch["start_positions"])
-                    + F.cross_entropy(logits[..., 1], batch["end_positions"])) / 2
-            return logits, loss
-        logits = self.model.head(h)  # (B, n) | (B, T, n)
-        labels = batch.get("labels")
-        loss = F.cross_entropy(logits.flatten(0, -2), labels.flatten()) if labels is not None else None
-        return logits, loss
+        targets = {k: batch[k] for k in ("labels", "start_positions", "end_positions") if k in batch}
+        out = self.model.from_hidden(self.hidden(batch), batch["attention_mask"], **targets)
+        return out.logits, out.loss
 
     def trainable(self) -> dict[str, nn.Parameter]:
         return {k: p for k, p in self.named_parameters() if p.requires_grad}

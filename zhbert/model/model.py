@@ -164,7 +164,13 @@ class _Classifier(ZhBertModel):
                 labels: torch.Tensor | None = None) -> ModelOutput:
         """labels: (B,) class ids for a sequence head; (B, T) tag ids, -100 on specials and padding, for a
         token head."""
-        logits = self.head(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids))  # (B, n) | (B, T, n)
+        return self.from_hidden(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids), attention_mask,
+                                labels)
+
+    def from_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor,
+                    labels: torch.Tensor | None = None) -> ModelOutput:
+        """The head and its loss on hidden states (B, T, H) from the trunk, or from elsewhere (a layer mix)."""
+        logits = self.head(h)  # (B, n) | (B, T, n)
         loss = F.cross_entropy(logits.flatten(0, -2), labels.flatten()) if labels is not None else None
         return ModelOutput(logits=logits, loss=loss)
 
@@ -195,7 +201,12 @@ class ZhBertForSpanExtraction(ZhBertModel):
                 start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None) -> ModelOutput:
         """start_positions, end_positions (B,) token indices; loss is the mean of the two CEs."""
-        h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids)
+        return self.from_hidden(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids), attention_mask,
+                                start_positions, end_positions)
+
+    def from_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor, start_positions: torch.Tensor | None = None,
+                    end_positions: torch.Tensor | None = None) -> ModelOutput:
+        """The span head and its loss on hidden states (B, T, H) from the trunk, or from elsewhere."""
         logits = self.head(h, attention_mask)  # (B, T, 2)
         loss = None
         if start_positions is not None and end_positions is not None:
