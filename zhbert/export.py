@@ -23,7 +23,7 @@ from zhbert.data.files import write_json
 from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.vocab import CharVocab
-from zhbert.data.word_view import WORD_VOCAB
+from zhbert.data.word_view import WORD_VOCAB, read_word_vocab
 from zhbert.model.config import ModelConfig
 from zhbert.model.model import CONFIG_FILE, WEIGHTS_FILE, ZhBertModel
 
@@ -74,7 +74,7 @@ def load_export(folder: str | Path) -> Export:
     vocab, pinyin = CharVocab.load(folder), PinyinVocab.load(folder)
     word_tokens = None
     if cfg.embedding == "word":
-        word_tokens = (folder / WORD_VOCAB).read_text(encoding="utf-8").removesuffix("\n").split("\n")
+        word_tokens = read_word_vocab(folder)
     sizes = [("vocab.txt", len(vocab), cfg.vocab_size)]
     sizes += [(WORD_VOCAB, len(word_tokens), cfg.word_vocab_size)] if word_tokens is not None else []
     sizes += [(PINYIN_VOCAB, len(pinyin), cfg.pinyin_vocab_size)] if cfg.embedding == "fusion" else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +27,8 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def tokens_sha256(tokens: Iterable[str]) -> str:
+    """Hash of an ordered token list (line i = id i): what a table's rows mean, independent of file layout."""
+    return hashlib.sha256("\n".join(tokens).encode()).hexdigest()

@@ -8,8 +8,9 @@ resolved by pypinyin's phrase dictionary from the jieba word a character sits in
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from zhbert.data.files import tokens_sha256
 
 FILENAME = "pinyin_vocab.txt"
 
@@ -58,7 +59,7 @@ class PinyinVocab:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256("\n".join(self.entries).encode()).hexdigest()
+        return tokens_sha256(self.entries)
 
 
 class Readings:

@@ -7,7 +7,6 @@ Saved as ``tokenizer.json`` (for `tokenizers` / `transformers`) and ``vocab.txt`
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tqdm.auto import tqdm
 
+from zhbert.data.files import tokens_sha256
 from zhbert.data.text import HANZI_RUN
 
 SPECIAL_TOKENS = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -108,7 +108,7 @@ class CharVocab:
     @property
     def sha256(self) -> str:
         """Hash of the ordered token list: what a model's embedding rows mean, independent of JSON layout."""
-        return hashlib.sha256("\n".join(self.tokens).encode()).hexdigest()
+        return tokens_sha256(self.tokens)
 
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)

@@ -19,12 +19,20 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from zhbert.data.files import read_json
+from zhbert.data.files import read_json, tokens_sha256
 from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_arrow, write_arrow
 from zhbert.data.vocab import CharVocab
 
 WORD_VOCAB = "word_vocab.txt"
 FORMAT = "zhbert.word_view/1"
+
+
+def read_word_vocab(folder: str | Path) -> list[str]:
+    """The word vocab of a vocab or export folder, line i = id i (split on '\\n' only, as vocab.txt)."""
+    path = Path(folder) / WORD_VOCAB
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: word models need the word vocab (`zhbert vocab word`)")
+    return path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
 
 
 def _words(ids: list[int], word_ids: list[int]) -> Iterator[tuple[int, int]]:
@@ -42,7 +50,9 @@ def _shard_tables(shards: Path) -> Iterator[tuple[str, pa.Table]]:
         yield shard["file"], read_arrow(shards / shard["file"])
 
 
-def _surface(tokens: list[str], ids: list[int], start: int, end: int) -> str:
+def surface(tokens: list[str], ids: list[int], start: int = 0, end: int | None = None) -> str:
+    """The text of tokens ``ids[start:end]`` (wordpieces lose their ``##``): how a word is looked up in the word
+    vocab."""
     return "".join(tokens[i].removeprefix("##") for i in ids[start:end])
 
 
@@ -55,7 +65,7 @@ def count_words(shards: Path, vocab: CharVocab) -> Counter[str]:
                                   total=table.num_rows, desc=f"count words {name}", leave=False, mininterval=1):
             for start, end in _words(ids, word_ids):
                 if end - start > 1 and unk not in ids[start:end]:
-                    counts[_surface(tokens, ids, start, end)] += 1
+                    counts[surface(tokens, ids, start, end)] += 1
     return counts
 
 
@@ -75,7 +85,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     word_tokens = tokens + [w for _, w in ranked[:size]]
     (vocab_dir / WORD_VOCAB).write_text("\n".join(word_tokens) + "\n", encoding="utf-8")
     word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
-    word_sha = hashlib.sha256("\n".join(word_tokens).encode()).hexdigest()
+    word_sha = tokens_sha256(word_tokens)
 
     out.mkdir(parents=True, exist_ok=True)
     totals: Counter[str] = Counter()
@@ -91,7 +101,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
                     continue
                 multi = end - start > 1
                 totals["multi_token_words"] += multi
-                wid = word_id.get(_surface(tokens, ids, start, end)) if multi else None
+                wid = word_id.get(surface(tokens, ids, start, end)) if multi else None
                 if wid is not None:
                     new_ids.append(wid)
                     new_word_ids.append(w)

@@ -22,6 +22,7 @@ from zhbert.data.encode import DocumentEncoder, PackConfig
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.text import BASIC_HANZI
+from zhbert.data.word_view import surface
 from zhbert.export import Export
 from zhbert.finetune.tasks import Entity, Example, TaskSpec
 from zhbert.model.model import IGNORE
@@ -86,7 +87,7 @@ class TaskEncoder:
                 offsets = self.vocab.tokenizer.encode(word, add_special_tokens=False).offsets
             hit = [(i, p if self.fusion else PinyinVocab.PAD, a, b) for i, p, (a, b) in zip(ids, pys, offsets)]
             if self.word_ids is not None and len(hit) > 1 and self.vocab.unk_id not in ids:
-                wid = self.word_ids.get("".join(self._tokens[i].removeprefix("##") for i in ids))
+                wid = self.word_ids.get(surface(self._tokens, ids))
                 if wid is not None:
                     hit = [(wid, PinyinVocab.PAD, hit[0][2], hit[-1][3])]
             self._cache[word] = hit

@@ -10,7 +10,6 @@ memory-mapped shards.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from zhbert.data.files import read_json
+from zhbert.data.files import read_json, tokens_sha256
 from zhbert.data.glyphs import GlyphTable, load_glyph_table
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.shards import MANIFEST, load_shards
 from zhbert.data.vocab import CharVocab
-from zhbert.data.word_view import WORD_VOCAB
+from zhbert.data.word_view import read_word_vocab
 from zhbert.model.config import ModelConfig
 from zhbert.train.config import PretrainConfig
 
@@ -52,11 +51,8 @@ def load_vocabs(cfg: PretrainConfig) -> Vocabs:
     hashes = {"char_sha256": char.sha256, "pinyin_sha256": pinyin.sha256}
     tokens = char.tokens
     if cfg.model.embedding == "word":
-        path = folder / WORD_VOCAB
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: word models need the word vocab (`zhbert vocab word`)")
-        tokens = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
-        hashes["word_sha256"] = hashlib.sha256("\n".join(tokens).encode()).hexdigest()
+        tokens = read_word_vocab(folder)
+        hashes["word_sha256"] = tokens_sha256(tokens)
     return Vocabs(char, pinyin, tokens, hashes)
 
 
