@@ -2,14 +2,22 @@
 
 Masking is decided here, at batch time, so every epoch sees other masks. Per sequence a coin with
 ``whole_word_prob`` picks the *unit* of selection: a jieba word (all tokens sharing a word id) or a
-single token. Units are then taken in random order until ``mask_prob`` of the sequence's maskable
-tokens are covered — one code path for both modes. Whole words are atomic, so whole-word masking
-overshoots the rate by part of the last word; char masking hits it exactly (up to rounding).
+single token. Units are then taken in random order while they fit in ``mask_prob`` of the sequence's
+maskable tokens; a unit that would overshoot is skipped, as Google's BERT-wwm and Hugging Face's
+whole-word collator do — one code path for both modes, so whole-word and char masking hide the same
+share (only a row whose every unit is larger than its budget takes one unit and overshoots).
 
 Each selected unit (``replace_per = "word"``) or token (``"token"``) becomes [MASK] (80 %), a random
-character with its own pinyin (10 %) or stays as it is (10 %). The batch for step ``s`` depends only on
-the rows, ``seed``, ``s`` and an optional stream (e.g. rank and micro-batch), so a resumed run re-creates
-the masks it would have drawn.
+character with its own pinyin (10 %) or stays as it is (10 %). A visible token of a word that has a hidden
+one ([MASK] or random) shows its context-free pinyin, not the reading of its word: with 银 hidden, 行 reads
+xing2, not hang2, so no visible pinyin tells what the hidden character was. The batch for step ``s``
+depends only on the rows, ``seed``, ``s`` and an optional stream (e.g. rank and micro-batch), so a resumed
+run re-creates the masks it would have drawn.
+
+Held-out rows are masked by `MaskingCollator.held_out`, one fixed rule for every run whatever its training
+masking (DESIGN.md "Masking"): 15 % of a row's maskable *characters*, by whole words or by single tokens,
+chosen by a hash of the row's place in the held-out set and the word's index in the row. The char view and
+the word view of a row number their words alike, so a char model and a word model hide the same characters.
 
 The word view goes through the same path: a word-vocab token is its own word, a word spelled in chars
 has several tokens sharing a word id, and the random characters come from the word vocab's char part
@@ -37,6 +45,9 @@ from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
 
 IGNORE = -100  # label of positions the loss skips (torch's cross-entropy default)
+EVAL_MASK_PROB = 0.15  # the held-out masking's share of maskable characters, the same for every run
+EVAL_SEED = 20_240_229  # the held-out masking's stream, apart from every training seed
+EvalUnit = Literal["word", "char"]
 SENTENCE_ENDS = ("。", "！", "？", "!", "?", "…")  # a segment cut right after one of these is a whole sentence
 
 
@@ -45,9 +56,10 @@ class MaskingConfig:
     """How the collator masks; configs/masking/*.toml are deltas over these defaults."""
 
     mask_prob: float = 0.15
-    """Share of a sequence's maskable tokens selected for prediction; at least one per sequence that has
-    any, since a batch without labels has no loss. Maskable: not padding and not a special — [UNK]
-    counts as one, as its label would say nothing about the character it hides."""
+    """Share of a sequence's maskable tokens selected for prediction, never exceeded (a word that would is
+    skipped); at least one unit per sequence that has any, since a batch without labels has no loss.
+    Maskable: not padding and not a special — [UNK] counts as one, as its label would say nothing about the
+    character it hides."""
     whole_word_prob: float = 1.0
     """Chance that a sequence is masked by whole words rather than by single tokens (1.0: always whole
     words, 0.0: always char masking); drawn per sequence, so one run can mix both."""
@@ -80,12 +92,16 @@ class MaskingConfig:
 class MaskingCollator:
     """``collator(rows, step)`` → dict of tensors, each (B, T) with T the longest row of the batch:
     ``input_ids``, ``attention_mask``, ``labels`` (original id where selected, -100 elsewhere),
-    ``masked`` (bool, the selected positions, for logging) and, for char-view rows, ``pinyin_ids``.
+    ``masked`` (bool, the selected positions), ``maskable`` (bool, the positions that could have been: the two
+    give the realised mask rate) and, for char-view rows, ``pinyin_ids``.
     With ``pairs`` set, also ``token_type_ids`` (B, T) — 0 on [CLS] A [SEP] and padding, 1 on B [SEP] —
     and ``pair_labels`` (B,); NSP reads each row's ``doc_id`` (no other document, no label-1 pair).
     """
 
-    def __init__(self, cfg: MaskingConfig, vocab: CharVocab, pinyin: PinyinVocab) -> None:
+    def __init__(self, cfg: MaskingConfig, vocab: CharVocab, pinyin: PinyinVocab,
+                 tokens_of_view: list[str] | None = None) -> None:
+        """``tokens_of_view``: what the rows' ids mean when it is not the char vocab (the word vocab of the word
+        view); the held-out masking counts characters with it."""
         self.cfg, self.vocab = cfg, vocab
         self.specials = np.array([vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id, vocab.unk_id])
         tokens = vocab.tokens
@@ -98,6 +114,7 @@ class MaskingCollator:
                 self.pinyin_of[i] = pinyin.ids.get(readings(tokens[i])[0], PinyinVocab.UNK)
         self.sentence_ends = np.array([vocab.tokenizer.token_to_id(t) for t in SENTENCE_ENDS
                                        if vocab.tokenizer.token_to_id(t) is not None], np.int64)
+        self.token_chars = token_chars(tokens) if tokens_of_view is None else token_chars(tokens_of_view)
 
     def __call__(self, rows: Sequence[dict[str, Any]], step: int, *stream: int) -> dict[str, torch.Tensor]:
         """``stream``: more non-negative ints that pick an independent mask stream for the same step, e.g.
@@ -109,14 +126,14 @@ class MaskingCollator:
         ids = self._pad(rows, "input_ids", self.vocab.pad_id)  # (B, T)
         word_ids = self._pad(rows, "word_ids", -1)  # (B, T)
         B, T = ids.shape
-        maskable = (word_ids >= 0) & ~np.isin(ids, self.specials)  # (B, T)
+        maskable = self._maskable(ids, word_ids)  # (B, T)
 
         # units: word ids (whole-word rows) or positions (char rows); -1 where nothing may be masked
         whole_word = rng.random(B) < cfg.whole_word_prob  # (B,)
         position = np.broadcast_to(np.arange(T), (B, T))
         unit = np.where(maskable, np.where(whole_word[:, None], word_ids, position), -1)  # (B, T), ids < T
-        selected_unit = self._select_units(unit, maskable.sum(1), rng)  # (B, T) over unit ids
-        masked = maskable & np.take_along_axis(selected_unit, np.maximum(unit, 0), 1)  # (B, T)
+        target = np.maximum(1, np.rint(cfg.mask_prob * maskable.sum(1)))  # (B,) tokens
+        masked = self._select(unit, maskable.astype(np.int64), target, rng.random((B, T)))  # (B, T)
 
         # 80/10/10, drawn once per unit (or per token) and read at each token
         choice = rng.random((B, T))
@@ -126,6 +143,52 @@ class MaskingCollator:
         random_ids = self.random_ids[rng.integers(len(self.random_ids), size=(B, T))]  # (B, T)
 
         out_ids = np.where(to_random, random_ids, np.where(to_mask, self.vocab.mask_id, ids))
+        batch = self._batch(rows, ids, out_ids, word_ids, masked, to_mask | to_random)
+        batch["maskable"] = torch.from_numpy(maskable)
+        if "pinyin_ids" in batch:
+            pinyin = batch["pinyin_ids"].numpy()
+            batch["pinyin_ids"] = torch.from_numpy(np.where(to_random, self.pinyin_of[random_ids], pinyin))
+        if cfg.pairs != "none":
+            batch["token_type_ids"] = torch.from_numpy(self._pad(rows, "token_type_ids", 0))
+            batch["pair_labels"] = torch.from_numpy(pair_labels)
+        return batch
+
+    def held_out(self, rows: Sequence[dict[str, Any]], keys: Sequence[int], unit: EvalUnit) -> dict[str, torch.Tensor]:
+        """The evaluation batch of held-out ``rows``: every run masks them alike, whatever its training masking.
+
+        ``keys``: each row's place in the held-out set. Units (whole words, or single tokens with
+        ``unit = "char"``) are taken in an order drawn from (EVAL_SEED, key) while they fit in EVAL_MASK_PROB of
+        the row's maskable characters, and every token of a taken unit becomes [MASK] (pinyin [MASK]): the figure
+        measures recovering hidden characters, with no random or unchanged targets. Sizes and budgets are in
+        characters and words are numbered alike in both views, so the char view and the word view of a row hide
+        the same characters (a word-vocab token is one unit of several characters). No sentence pairs: held-out
+        figures are about the MLM alone."""
+        ids = self._pad(rows, "input_ids", self.vocab.pad_id)  # (B, T)
+        word_ids = self._pad(rows, "word_ids", -1)  # (B, T)
+        B, T = ids.shape
+        maskable = self._maskable(ids, word_ids)
+        chars = np.where(maskable, self.token_chars[ids], 0)  # (B, T) characters each token stands for
+        unit_of = word_ids if unit == "word" else np.broadcast_to(np.arange(T), (B, T))
+        units = np.where(maskable, unit_of, -1)
+        order = np.full((B, T), np.inf)
+        for i, key in enumerate(keys):  # a row's draw depends on its key and its units only, not on the batch
+            n = int(word_ids[i].max(initial=-1)) + 1 if unit == "word" else len(rows[i]["input_ids"])
+            order[i, :n] = np.random.default_rng([EVAL_SEED, key, unit == "word"]).random(n)
+        target = np.maximum(1, np.rint(EVAL_MASK_PROB * chars.sum(1)))  # (B,) characters
+        masked = self._select(units, chars, target, order)
+        out_ids = np.where(masked, self.vocab.mask_id, ids)
+        return self._batch(rows, ids, out_ids, word_ids, masked, masked)
+
+    def _maskable(self, ids: np.ndarray, word_ids: np.ndarray) -> np.ndarray:
+        """Tokens that may be masked: not padding, not a special, not [UNK] (its label says nothing)."""
+        return (word_ids >= 0) & ~np.isin(ids, self.specials)
+
+    def _batch(self, rows: Sequence[dict[str, Any]], ids: np.ndarray, out_ids: np.ndarray, word_ids: np.ndarray,
+               masked: np.ndarray, hidden: np.ndarray) -> dict[str, torch.Tensor]:
+        """The tensors of a masked batch; ``hidden``: tokens whose character the input no longer shows. Pinyin:
+        [MASK] where the input is [MASK], and the context-free reading for a visible token of a word with a hidden
+        token (see the module docstring); random replacements are the caller's."""
+        B, T = ids.shape
         lengths = np.array([len(r["input_ids"]) for r in rows])
         batch = {
             "input_ids": torch.from_numpy(out_ids),
@@ -135,11 +198,14 @@ class MaskingCollator:
         }
         if "pinyin_ids" in rows[0]:
             pinyin = self._pad(rows, "pinyin_ids", PinyinVocab.PAD)
-            pinyin = np.where(to_random, self.pinyin_of[random_ids], np.where(to_mask, PinyinVocab.MASK, pinyin))
-            batch["pinyin_ids"] = torch.from_numpy(pinyin)
-        if cfg.pairs != "none":
-            batch["token_type_ids"] = torch.from_numpy(self._pad(rows, "token_type_ids", 0))
-            batch["pair_labels"] = torch.from_numpy(pair_labels)
+            row = np.broadcast_to(np.arange(B)[:, None], (B, T))
+            word_hidden = np.zeros((B, T + 1), bool)  # (row, word id) → the word has a hidden token
+            word_hidden[row[hidden], word_ids[hidden]] = True
+            exposed = ~hidden & (word_ids >= 0) & word_hidden[row, np.maximum(word_ids, 0)]
+            free = np.where(self.pinyin_of[ids] > 0, self.pinyin_of[ids], PinyinVocab.UNK)  # [UNK] hanzi: no reading
+            pinyin = np.where(exposed & (pinyin != PinyinVocab.PAD), free, pinyin)
+            shows_mask = masked & (out_ids == self.vocab.mask_id)
+            batch["pinyin_ids"] = torch.from_numpy(np.where(shows_mask, PinyinVocab.MASK, pinyin))
         return batch
 
     def _make_pairs(self, rows: Sequence[dict[str, Any]],
@@ -200,20 +266,31 @@ class MaskingCollator:
             row["token_type_ids"].append(np.full(len(w) + 1, segment_id))
         return {k: np.concatenate(parts).astype(np.int64) for k, parts in row.items()}
 
-    def _select_units(self, unit: np.ndarray, n_maskable: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Per row, units in random order until ``mask_prob`` of the maskable tokens are covered → (B, T) bool."""
+    @staticmethod
+    def _select(unit: np.ndarray, weight: np.ndarray, target: np.ndarray, draw: np.ndarray) -> np.ndarray:
+        """Per row, units in the order of ``draw`` (B, T; smaller first, indexed by unit id) taken while they fit:
+        a unit whose ``weight`` would lift the row's total above ``target`` (B,) is skipped. A row where no unit
+        fits takes its first unit, so every row with a maskable token has a label. ``unit`` (B, T) is the unit id
+        of each token (-1: none), ``weight`` (B, T) what each token counts. → (B, T) bool, the selected tokens."""
         B, T = unit.shape
-        size = np.zeros((B, T), np.int64)  # tokens per unit id
-        rows = np.broadcast_to(np.arange(B)[:, None], (B, T))
-        np.add.at(size, (rows[unit >= 0], unit[unit >= 0]), 1)
-        target = np.maximum(1, np.rint(self.cfg.mask_prob * n_maskable))[:, None]  # (B, 1)
-        order = np.argsort(np.where(size > 0, rng.random((B, T)), np.inf), axis=1)  # absent units last
+        row = np.broadcast_to(np.arange(B)[:, None], (B, T))
+        size = np.zeros((B, T), np.int64)  # weight per unit id
+        np.add.at(size, (row[unit >= 0], unit[unit >= 0]), weight[unit >= 0])
+        present = np.zeros((B, T), bool)
+        present[row[unit >= 0], unit[unit >= 0]] = True
+        order = np.argsort(np.where(present, draw, np.inf), axis=1, kind="stable")  # absent units last
         size_in_order = np.take_along_axis(size, order, 1)
-        covered_before = np.cumsum(size_in_order, 1) - size_in_order  # tokens covered before each unit is taken
-        take = (covered_before < target) & (size_in_order > 0)
+        present_in_order = np.take_along_axis(present, order, 1)
+        take = np.zeros((B, T), bool)
+        covered = np.zeros(B, np.int64)
+        for k in range(int(present.sum(1).max(initial=0))):  # greedy, one unit of every row at a time
+            fits = present_in_order[:, k] & (covered + size_in_order[:, k] <= target)
+            take[:, k] = fits
+            covered += np.where(fits, size_in_order[:, k], 0)
+        take[:, 0] |= (covered == 0) & present_in_order[:, 0]
         selected = np.zeros((B, T), bool)
         np.put_along_axis(selected, order, take, 1)
-        return selected
+        return (unit >= 0) & np.take_along_axis(selected, np.maximum(unit, 0), 1)
 
     @staticmethod
     def _pad(rows: Sequence[dict[str, Any]], key: str, value: int) -> np.ndarray:
@@ -222,6 +299,13 @@ class MaskingCollator:
         for i, r in enumerate(rows):
             out[i, : len(r[key])] = r[key]
         return out
+
+
+def token_chars(tokens: Sequence[str]) -> np.ndarray:
+    """Characters each token stands for: 0 for specials and [unusedN], a ``##`` piece without its marks, a word
+    of the word vocab all its characters. What bits per character divide by, and what held-out budgets count."""
+    return np.array([0 if t.startswith("[") and t.endswith("]") else len(t.removeprefix("##")) for t in tokens],
+                    np.int64)
 
 
 def _part(body: dict[str, np.ndarray], start: int, stop: int | None) -> dict[str, np.ndarray]:
