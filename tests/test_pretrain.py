@@ -125,10 +125,13 @@ def test_each_rank_reads_its_own_rows_of_each_step(built_data, tmp_path):
         assert len(r0) == len(r1) == cfg.micro_batch and not set(r0) & set(r1)
         assert r0 + r1 == docs(alone.rows(step, 0)) + docs(alone.rows(step, 1))  # same step, same sequences
         assert r0 == docs(PretrainData(cfg, 0, 2).rows(step, 0))  # a function of the step alone
-    held = {r["doc_id"] for b in ranks[0].eval_batches() + ranks[1].eval_batches() for r in b}
+    held = {r["doc_id"] for _, b in ranks[0].eval_batches() + ranks[1].eval_batches() for r in b}
     train = {ranks[0].dataset[int(i)]["doc_id"] for i in ranks[0].train_index[:2000]}
     assert held and not held & train
     assert len(ranks[0].eval_batches()) == len(ranks[1].eval_batches()) > 0
+    # each held-out row keeps its place (which keys its evaluation masks) whatever the ranks
+    placed = lambda data: {p: r["doc_id"] for places, rows in data.eval_batches() for p, r in zip(places, rows)}  # noqa: E731
+    assert placed(ranks[0]) | placed(ranks[1]) == placed(alone) and len(placed(alone)) == len(alone.eval_index)
 
 
 # ── bad input: a clear error before any training starts ──────────────────────────────────────────────────────
@@ -148,6 +151,10 @@ def test_bad_inputs_fail_before_training(built_data, tmp_path, vocab_dir):
     assert "4 fonts at 24px, but model.num_fonts = 3" in run("--model.num_fonts=3")
     assert "a word model trains on zhbert.word_view/1" in run("--model.embedding=word", "--model.word_vocab_size=99999")
     assert "does not divide" in run("--batch_size=20")
+    # the rows must fit the model's positions, a sentence pair's extra [SEP] included
+    assert "rows of up to 64 tokens = 64 positions, but model.max_position is 48" in run("--model.max_position=48")
+    assert "rows of up to 64 tokens + 1 [SEP] for masking.pairs = 'sop' = 65 positions, but model.max_position is 64" \
+        in run("--model.max_position=64", '--masking.pairs="sop"', '--model.pair_head="sop"')
     with pytest.raises(ConfigError, match=r"save_every \(5\) must be a multiple of log_every \(2\)"):
         load(PretrainConfig, TINY_FUSION, ["--log_every=2", "--save_every=5"])
     assert not (tmp_path / "run").exists()  # nothing was started

@@ -96,6 +96,8 @@ class CompareConfig:
 def run_compare(cfg: CompareConfig) -> Path:
     """Pretrain and fine-tune every variant (skipping what is done), then write the report; returns its folder."""
     from zhbert.train.config import PretrainConfig
+    from zhbert.train.data import check_inputs
+    from zhbert.train.pretrain import PROTOCOL
 
     runs, data, tasks = Path(cfg.runs) / cfg.name, Path(cfg.data), Path(cfg.tasks_dir)
     missing = [t for t in cfg.tasks if not (tasks / t).is_dir()]
@@ -106,7 +108,9 @@ def run_compare(cfg: CompareConfig) -> Path:
     for v in cfg.variants:
         folder = runs / v.name
         toml = _write_pretrain_toml(cfg, v, folder)
-        key = config_hash(load(PretrainConfig, toml), _shards_key(data))
+        pretrain_cfg = load(PretrainConfig, toml)
+        check_inputs(pretrain_cfg)  # a bad input stops here, before any launcher starts
+        key = config_hash(pretrain_cfg, _shards_key(data), PROTOCOL)
         steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
                   partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
 

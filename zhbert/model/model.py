@@ -56,11 +56,14 @@ class ZhBert(nn.Module):
 @dataclass
 class ModelOutput:
     """``logits``: MLM logits (N masked, V) when labels are given, else (B, T, V); class logits
-    (B, n); tag logits (B, T, n); or span logits (B, T, 2). ``pair_logits``: NSP/SOP (B, 2)."""
+    (B, n); tag logits (B, T, n); or span logits (B, T, 2). ``pair_logits``: NSP/SOP (B, 2). ``loss`` is what is
+    optimised; pretraining also gives its parts, ``mlm_loss`` and ``pair_loss``, to be logged apart."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     pair_logits: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    pair_loss: torch.Tensor | None = None
 
 
 class ZhBertModel(nn.Module):
@@ -128,20 +131,21 @@ class ZhBertForPretraining(ZhBertModel):
         are computed only at the masked positions: gather first, then transform + decoder."""
         h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids)  # (B, T, H)
         decoder = self.bert.embeddings.tokens.weight  # (V, E), tied
-        loss = None
+        mlm_loss = pair_loss = None
         if labels is None:
             logits = self.mlm(h, decoder)  # (B, T, V)
         else:
             masked = labels != IGNORE  # (B, T)
             logits = self.mlm(h[masked], decoder)  # (N, V)
-            loss = F.cross_entropy(logits, labels[masked])
+            mlm_loss = F.cross_entropy(logits, labels[masked])
         pair_logits = self.pair(h) if self.pair is not None else None
         if pair_labels is not None:
             if pair_logits is None:
                 raise ValueError("pair_labels given but the config has pair_head = 'none'")
             pair_loss = F.cross_entropy(pair_logits, pair_labels)
-            loss = pair_loss if loss is None else loss + pair_loss
-        return ModelOutput(logits=logits, loss=loss, pair_logits=pair_logits)
+        parts = [x for x in (mlm_loss, pair_loss) if x is not None]
+        loss = sum(parts[1:], parts[0]) if parts else None
+        return ModelOutput(logits=logits, loss=loss, pair_logits=pair_logits, mlm_loss=mlm_loss, pair_loss=pair_loss)
 
 
 class _Classifier(ZhBertModel):

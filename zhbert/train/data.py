@@ -19,8 +19,9 @@ import numpy as np
 
 from zhbert.data.files import read_json, tokens_sha256
 from zhbert.data.glyphs import GlyphTable, load_glyph_table
+from zhbert.data.masking import token_chars
 from zhbert.data.pinyin import PinyinVocab
-from zhbert.data.shards import MANIFEST, load_shards
+from zhbert.data.shards import MANIFEST, load_shards, read_arrow
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import read_word_vocab
 from zhbert.model.config import ModelConfig
@@ -41,8 +42,7 @@ class Vocabs:
     @property
     def token_chars(self) -> np.ndarray:
         """Characters each token stands for (0 for specials and [unusedN]): what bits per character divides by."""
-        return np.array([0 if t.startswith("[") and t.endswith("]") else len(t.removeprefix("##"))
-                         for t in self.tokens], np.int64)
+        return token_chars(self.tokens)
 
 
 def load_vocabs(cfg: PretrainConfig) -> Vocabs:
@@ -79,6 +79,45 @@ def check_shards(cfg: PretrainConfig, vocabs: Vocabs) -> dict[str, Any]:
             raise ValueError(f"{folder} was prepared with another vocab than {cfg.data.vocab}: {key} "
                              f"{theirs[:12]}… in the manifest vs {ours[:12]}…; re-run prep with this vocab")
     return manifest
+
+
+def check_lengths(cfg: PretrainConfig, model_cfg: ModelConfig) -> int:
+    """The longest row the model will be given (the shards' longest row, +1 for the [SEP] a sentence pair adds),
+    checked against the model's positions; returns it."""
+    import pyarrow.compute as pc
+
+    folder = Path(cfg.data.shards)
+    longest = max((pc.max(pc.list_value_length(read_arrow(folder / s["file"]).column("input_ids"))).as_py() or 0
+                   for s in read_json(folder / MANIFEST)["shards"]), default=0)
+    needed = longest + (cfg.masking.pairs != "none")
+    if needed > model_cfg.max_position:
+        pairs = f" + 1 [SEP] for masking.pairs = {cfg.masking.pairs!r}" if cfg.masking.pairs != "none" else ""
+        raise ValueError(f"{folder}: rows of up to {longest} tokens{pairs} = {needed} positions, but "
+                         f"model.max_position is {model_cfg.max_position}; raise model.max_position or prepare "
+                         "shorter rows (prep's pack.max_len)")
+    return needed
+
+
+@dataclass
+class Inputs:
+    """What a run trains on, checked against each other: vocabs, shard manifest, sized model config, glyphs."""
+
+    vocabs: Vocabs
+    manifest: dict[str, Any]
+    model: ModelConfig
+    glyphs: GlyphTable | None
+
+
+def check_inputs(cfg: PretrainConfig) -> Inputs:
+    """Everything that can be wrong with a run's inputs, found before any process group or engine starts
+    (`zhbert compare` calls it before it launches a run)."""
+    vocabs = load_vocabs(cfg)
+    manifest = check_shards(cfg, vocabs)
+    model_cfg = sized_model_config(cfg, vocabs)
+    check_lengths(cfg, model_cfg)
+    uses = model_cfg.fusion_inputs if model_cfg.embedding == "fusion" else []
+    glyphs = load_glyphs(cfg, vocabs) if "glyph" in uses else None
+    return Inputs(vocabs, manifest, model_cfg, glyphs)
 
 
 def load_glyphs(cfg: PretrainConfig, vocabs: Vocabs) -> GlyphTable:
@@ -130,11 +169,12 @@ class PretrainData:
         idx = [int(self._order_of(p // n)[p % n]) for p in range(start, start + mb)]
         return self._fetch(idx)
 
-    def eval_batches(self) -> list[list[dict[str, Any]]]:
-        """This rank's share of the held-out rows, in micro-batches (every rank gets as many)."""
+    def eval_batches(self) -> list[tuple[list[int], list[dict[str, Any]]]]:
+        """This rank's share of the held-out rows, in micro-batches (every rank gets as many): (each row's place
+        in the held-out set, the rows). The place keys the row's evaluation masks, whatever the ranks."""
         mb = self.cfg.micro_batch
-        batches = [self.eval_index[i: i + mb] for i in range(0, len(self.eval_index), mb)]
-        return [self._fetch(b.tolist()) for b in batches[self.rank:: self.world_size]]
+        places = [list(range(i, min(i + mb, len(self.eval_index)))) for i in range(0, len(self.eval_index), mb)]
+        return [(p, self._fetch(self.eval_index[p].tolist())) for p in places[self.rank:: self.world_size]]
 
     @property
     def epoch_steps(self) -> float:

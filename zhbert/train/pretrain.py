@@ -28,24 +28,18 @@ from tqdm import tqdm
 
 from zhbert.config import config_hash, to_dict
 from zhbert.data.files import write_json
-from zhbert.data.masking import IGNORE, MaskingCollator
+from zhbert.data.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
 from zhbert.export import save_export
 from zhbert.model import ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
 from zhbert.train.config import PretrainConfig
-from zhbert.train.data import (
-    PretrainData,
-    Vocabs,
-    check_shards,
-    describe_row,
-    load_glyphs,
-    load_vocabs,
-    sized_model_config,
-)
+from zhbert.train.data import PretrainData, Vocabs, check_inputs, describe_row
 from zhbert.train.metrics import MetricsLog, read_metrics
 
-EVAL_STREAM = 2**31 - 1  # the masks of held-out batches: one fixed stream, apart from every training one
+PROTOCOL = "zhbert.pretrain/2"
+"""What a run's figures mean beyond its config (2: the fixed held-out masking, masks within the rate); recorded in
+training.json, and part of `zhbert compare`'s keys so a run measured the old way is redone."""
 
 
 def lr_lambda(cfg: PretrainConfig) -> Callable[[int], float]:
@@ -88,18 +82,16 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if not resume and (checkpoints / "latest").exists():
         raise RuntimeError(f"{out} already has checkpoints: pass --resume to continue that run, or choose "
                            "another output")
-    vocabs = load_vocabs(cfg)
-    manifest = check_shards(cfg, vocabs)
-    model_cfg = sized_model_config(cfg, vocabs)
-    uses = model_cfg.fusion_inputs if model_cfg.embedding == "fusion" else []
-    glyphs = load_glyphs(cfg, vocabs) if "glyph" in uses else None
+    inputs = check_inputs(cfg)
+    vocabs, manifest, model_cfg, glyphs = inputs.vocabs, inputs.manifest, inputs.model, inputs.glyphs
 
     from zhbert.train import engine as ds  # imports deepspeed
 
     rank, world = ds.init_distributed()
     lead = rank == 0
     data = PretrainData(cfg, rank, world)
-    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin)
+    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens)
+    eval_units: list[EvalUnit] = ["word"] if model_cfg.embedding == "word" else ["word", "char"]
     ds_config = ds.build_ds_config(cfg, world)
     data_hashes = vocabs.hashes | {"shards_config_hash": manifest["config_hash"]}
     if glyphs is not None:
@@ -113,14 +105,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     engine = ds.initialize(model, cfg, ds_config, lr_lambda(cfg))
 
     log = MetricsLog(out, lead, cfg.tensorboard)
-    counters = {"sequences": 0, "tokens": 0, "chars": 0, "train_seconds": 0.0}
+    counters = {"sequences": 0, "tokens": 0, "chars": 0, "masked_tokens": 0, "maskable_tokens": 0,
+                "train_seconds": 0.0}
     start = 0
     state = ds.load_checkpoint(engine, checkpoints) if resume else None
     if state is not None:
         if state["data"] != data_hashes:
             raise ValueError(f"{checkpoints}: the checkpoint was trained on other data or vocab "
                              f"({_diff(state['data'], data_hashes)}); resume with the same data.* as before")
-        start, counters = state["step"], state["counters"]
+        start, counters = state["step"], counters | state["counters"]
         log.write("resume", start)
     if lead:
         print(f"zhbert pretrain: {model_cfg.embedding} model, {n_params:,} parameters; {world} rank(s) × "
@@ -143,38 +136,52 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         engine.train()
         for micro in range(accumulation):
             batch = collator(data.rows(step, micro), step, rank, micro)
-            batch.pop("masked")
-            loss = engine(**batch).loss
-            engine.backward(loss)
+            masked, maskable = batch.pop("masked"), batch.pop("maskable")
+            step_out = engine(**batch)
+            engine.backward(step_out.loss)
             engine.step()
             real = batch["attention_mask"].bool()
-            interval["loss"] += loss.item()
+            target = batch["labels"][masked]
+            interval["loss"] += step_out.loss.item()
+            interval["mlm_nats"] += step_out.mlm_loss.item() * target.numel()
+            interval["pair_loss"] += step_out.pair_loss.item() if step_out.pair_loss is not None else 0.0
             interval["micro"] += 1
             interval["tokens"] += int(real.sum())
-            original = torch.where(batch["labels"] != IGNORE, batch["labels"], batch["input_ids"])
+            interval["masked"] += target.numel()
+            interval["masked_chars"] += int(token_chars[target].sum())
+            interval["maskable"] += int(maskable.sum())
+            original = torch.where(masked, batch["labels"], batch["input_ids"])
             interval["chars"] += int(token_chars[original][real].sum())
         interval["seconds"] += time.perf_counter() - t0
         done = step + 1
         last = done == cfg.steps
         if done % cfg.log_every == 0 or last:
-            loss_sum, micro_n, tokens, chars = ds.all_reduce_sum(
-                [interval["loss"], interval["micro"], interval["tokens"], interval["chars"]])
+            names = ("loss", "mlm_nats", "pair_loss", "micro", "tokens", "masked", "masked_chars", "maskable", "chars")
+            total = dict(zip(names, ds.all_reduce_sum([interval[k] for k in names])))
             seconds = interval["seconds"]
             counters["sequences"] = done * cfg.batch_size
-            counters["tokens"] += int(tokens)
-            counters["chars"] += int(chars)
+            counters["tokens"] += int(total["tokens"])
+            counters["chars"] += int(total["chars"])
+            counters["masked_tokens"] += int(total["masked"])
+            counters["maskable_tokens"] += int(total["maskable"])
             counters["train_seconds"] += seconds
-            record = {"loss": loss_sum / micro_n, "lr": engine.get_lr()[0], "tokens_per_s": tokens / seconds,
+            record = {"loss": total["loss"] / total["micro"], "mlm_loss": total["mlm_nats"] / total["masked"],
+                      "bits_per_char": total["mlm_nats"] / math.log(2) / total["masked_chars"],
+                      **({"pair_loss": total["pair_loss"] / total["micro"]} if cfg.masking.pairs != "none" else {}),
+                      "mask_rate": total["masked"] / total["maskable"], "lr": engine.get_lr()[0],
+                      "tokens_per_s": total["tokens"] / seconds,
                       **{k: counters[k] for k in ("sequences", "tokens", "chars")}}
             log.write("train", done, **record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
             interval = _fresh_interval()
         if done % cfg.eval_every == 0 or last:
-            result = evaluate(engine, data, collator, token_chars, ds.all_reduce_sum)
+            result = evaluate(engine, data, collator, token_chars, ds.all_reduce_sum, eval_units)
             log.write("eval", done, **result, chars=counters["chars"])
             if lead:
-                bar.write(f"step {done}: held-out MLM loss {result['mlm_loss']:.4f}, accuracy "
-                          f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char")
+                bar.write(f"step {done}: held-out (whole words masked) MLM loss {result['mlm_loss']:.4f}, accuracy "
+                          f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char"
+                          + (f"; single chars masked: {result['char_bits_per_char']:.3f} bits/char"
+                             if "char" in eval_units else ""))
         if done % cfg.save_every == 0 or last:
             ds.save_checkpoint(engine, checkpoints, done, {"step": done, "counters": counters, "data": data_hashes},
                                cfg.keep_checkpoints)
@@ -193,7 +200,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         evals = read_metrics(out, "eval")
         save_export(final, export, cfg.data.vocab, cfg.data.glyphs, training={
             "config": to_dict(cfg), "config_hash": config_hash(cfg), "world_size": world, "data": data_hashes,
-            "steps": cfg.steps, "parameters": n_params, "flops_per_token": flops, **counters,
+            "protocol": PROTOCOL, "steps": cfg.steps, "parameters": n_params, "flops_per_token": flops, **counters,
+            "mask_rate": counters["masked_tokens"] / max(counters["maskable_tokens"], 1),
+            "eval_masking": eval_masking(),
             "tokens_per_s": counters["tokens"] / max(counters["train_seconds"], 1e-9),
             "eval": evals[-1] if evals else None, "rank_fingerprints": fingerprints, "memory_per_rank": memory,
             "ds_config": ds_config,
@@ -205,27 +214,41 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
 
 def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_chars: torch.Tensor,
-             all_reduce_sum: Callable[[list[float]], list[float]]) -> dict[str, float]:
+             all_reduce_sum: Callable[[list[float]], list[float]], units: list[EvalUnit]) -> dict[str, float]:
     """Held-out MLM loss (nats per masked token), masked-token accuracy and bits per character (nats over the
-    characters the masked tokens stand for, in bits): the one figure char and word models share. The same
-    rows and masks every time, whatever the number of ranks (masks keyed by the global batch index)."""
+    characters the masked tokens stand for, in bits: the one figure char and word models share), under the fixed
+    evaluation masking (`MaskingCollator.held_out`): the same rows, positions and masks for every run, whatever
+    its training masking and number of ranks. Whole words: ``mlm_loss``, ``accuracy``, ``bits_per_char``; single
+    characters (char view only): the same names prefixed ``char_``."""
     engine.eval()
-    nats = correct = tokens = chars = 0.0
+    out: dict[str, float] = {}
     with torch.no_grad():
-        for k, rows in enumerate(data.eval_batches()):
-            batch = collator(rows, k * data.world_size + data.rank, EVAL_STREAM)
-            batch.pop("masked")
-            logits = engine(**batch).logits.float()  # (N masked, V)
-            target = batch["labels"][batch["labels"] != IGNORE]
-            nats += F.cross_entropy(logits, target, reduction="sum").item()
-            correct += (logits.argmax(-1) == target).sum().item()
-            tokens += target.numel()
-            chars += token_chars[target].sum().item()
-    nats, correct, tokens, chars = all_reduce_sum([nats, correct, tokens, chars])
-    if not tokens:
-        raise ValueError("no held-out sequences to evaluate: raise data.eval_percent or data.eval_sequences")
-    return {"mlm_loss": nats / tokens, "accuracy": correct / tokens, "bits_per_char": nats / math.log(2) / chars,
-            "masked_tokens": int(tokens)}
+        for unit in units:
+            nats = correct = tokens = chars = 0.0
+            for places, rows in data.eval_batches():
+                batch = collator.held_out(rows, places, unit)
+                batch.pop("masked")
+                logits = engine(**batch).logits.float()  # (N masked, V)
+                target = batch["labels"][batch["labels"] != IGNORE]
+                nats += F.cross_entropy(logits, target, reduction="sum").item()
+                correct += (logits.argmax(-1) == target).sum().item()
+                tokens += target.numel()
+                chars += token_chars[target].sum().item()
+            nats, correct, tokens, chars = all_reduce_sum([nats, correct, tokens, chars])
+            if not tokens:
+                raise ValueError("no held-out sequences to evaluate: raise data.eval_percent or data.eval_sequences")
+            prefix = "" if unit == "word" else f"{unit}_"
+            out |= {f"{prefix}mlm_loss": nats / tokens, f"{prefix}accuracy": correct / tokens,
+                    f"{prefix}bits_per_char": nats / math.log(2) / chars, f"{prefix}masked_tokens": int(tokens),
+                    f"{prefix}masked_chars": int(chars)}
+    return out
+
+
+def eval_masking() -> str:
+    """The evaluation masking in words, for training.json and the report: the same text for every run."""
+    return (f"fixed for every run: {EVAL_MASK_PROB:.0%} of each held-out row's maskable characters, all [MASK], "
+            "by whole words (every model) and by single characters (char-view models), chosen by the row's place "
+            "in the held-out set and the word's index in the row")
 
 
 def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPretraining:
@@ -238,7 +261,8 @@ def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPret
 
 def _fresh_interval() -> dict[str, float]:
     """What a log interval sums up on this rank before the reduction over ranks."""
-    return {"loss": 0.0, "micro": 0, "tokens": 0, "chars": 0, "seconds": 0.0}
+    return {"loss": 0.0, "mlm_nats": 0.0, "pair_loss": 0.0, "micro": 0, "tokens": 0, "masked": 0, "masked_chars": 0,
+            "maskable": 0, "chars": 0, "seconds": 0.0}
 
 
 def _diff(a: dict[str, str], b: dict[str, str]) -> str:
