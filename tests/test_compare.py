@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from zhbert.config import ConfigError, load
+from zhbert.train.metrics import read_metrics
 
 ROOT = Path(__file__).parent.parent
 TASKS = ["sentiment", "msra_ner"]
@@ -37,12 +38,13 @@ def compare_cmd(built: Path, tasks: Path, out: Path) -> list[str]:
                                        "max_train = 96\n")
     settings = {"name": "mini", "runs": out / "runs", "reports": out / "reports", "data": built,
                 "tasks_dir": tasks, "pretrain": out / "pretrain.toml", "finetune": out / "finetune.toml"}
-    variants = [("char", "tiny-char"), ("word", "tiny-word"), ("fusion", "tiny-fusion"),
-                ("fusion-pinyin", "tiny-fusion-pinyin")]
+    variants = [("char", "tiny-char", 1.0), ("word", "tiny-word", 1.0), ("fusion", "tiny-fusion", 1.0),
+                ("fusion-pinyin", "tiny-fusion-pinyin", 0.0)]  # the last one also trains with char masking
     config = out / "mini.toml"
     config.write_text("\n".join([
         *(f'{k} = "{v}"' for k, v in settings.items()), f"tasks = {json.dumps(TASKS)}", "seeds = [1, 2]",
-        "ranks = 2", *(f'[[variants]]\nname = "{n}"\nmodel = "configs/model/{m}.toml"' for n, m in variants)]))
+        "ranks = 2", *(f'[[variants]]\nname = "{n}"\nmodel = "configs/model/{m}.toml"\nwhole_word_prob = {w}'
+                       for n, m, w in variants)]))
     return [sys.executable, "-m", "zhbert", "compare", "--config", str(config)]
 
 
@@ -77,6 +79,27 @@ def test_report_numbers_come_from_the_runs(compared):
     md = (report / "report.md").read_text()
     assert all(v in md for v in ("char", "word", "fusion")) and all(t in md for t in TASKS)
     assert "seed" in md and md.count("|") > 20  # a table, and the seed-spread verdicts
+
+
+@pytest.mark.slow
+def test_every_variant_is_evaluated_on_the_same_masks(compared):
+    """Whole-word and char-masked training alike (fusion-pinyin trains with char masking): the held-out rows hide
+    the same characters for every variant, word model included, and training masked 15 % of maskable tokens."""
+    out, _, _ = compared
+    runs, notes = out / "runs" / "mini", json.loads((out / "reports" / "mini" / "report.json").read_text())["fairness"]
+    evals = {v: read_metrics(runs / v / "pretrain", "eval") for v in ("char", "word", "fusion", "fusion-pinyin")}
+    for step in (3, 6):
+        hidden = {v: next(r for r in records if r["step"] == step)["masked_chars"] for v, records in evals.items()}
+        assert len(set(hidden.values())) == 1 and hidden["char"] > 0, hidden
+        single = {v: next(r for r in records if r["step"] == step)["char_masked_chars"]
+                  for v, records in evals.items() if v != "word"}
+        assert len(set(single.values())) == 1, single
+    assert "char_bits_per_char" not in evals["word"][-1]
+    rates = {v: json.loads((runs / v / "pretrain" / "export" / "training.json").read_text())["mask_rate"]
+             for v in evals}
+    assert all(abs(r - 0.15) < 0.01 for r in rates.values()), rates
+    assert any(n.startswith("held-out evaluation: the same for every variant") for n in notes)
+    assert any(n.startswith("mask rate in training") for n in notes)
 
 
 @pytest.mark.slow

@@ -18,19 +18,21 @@ import pytest
 from zhbert.report import RunsError, collect, write_report
 from zhbert.report.stats import paired_t, t_pvalue, t_quantile
 from zhbert.report.write import verdict
+from zhbert.train.metrics import read_metrics
 
 SEEDS = [1, 2, 3]
-VARIANTS = [("char", "char", "whole-word"), ("word", "word", "whole-word"), ("fusion", "fusion", "whole-word")]
+VARIANTS = [("char", "char", "whole-word"), ("word", "word", "whole-word"), ("fusion", "fusion", "char")]
 SCORES = {  # task → variant → per-seed test score
     "sentiment": {"char": [0.80, 0.82, 0.81], "word": [0.70, 0.71, 0.72], "fusion": [0.81, 0.80, 0.83]},
     "cluener": {"char": [0.50, 0.55, 0.45], "word": [0.52, 0.50, 0.49], "fusion": [0.50, 0.55, 0.45]},
 }
 METRIC = {"sentiment": "accuracy", "cluener": "f1"}
-PRE = {  # variant → (parameters, FLOPs/token, final held-out bits/char, tokens per char)
-    "char": (1_283_797, 1_742_284.8, 13.1446, 1.0),
-    "word": (2_402_133, 1_802_001.5, 12.9001, 0.73),
-    "fusion": (1_346_840, 1_742_284.8, 13.0012, 1.0),
+PRE = {  # variant → (parameters, FLOPs/token, final held-out bits/char with words / chars masked, tokens per char)
+    "char": (1_283_797, 1_742_284.8, 13.1446, 12.0021, 1.0),
+    "word": (2_402_133, 1_802_001.5, 12.9001, None, 0.73),
+    "fusion": (1_346_840, 1_742_284.8, 13.0012, 11.9802, 1.0),
 }
+EVAL_MASKING = "fixed for every run: 15% of each held-out row's maskable characters"
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -41,19 +43,27 @@ def pretrain_run(folder: Path, embedding: str, steps: int = 8, batch: int = 32, 
     """metrics.jsonl as `zhbert pretrain` logs it (train every step, eval every 4) and the export's training.json.
     With ``resume_at`` the run logs up to step 6, is resumed from ``resume_at`` and logs those steps again with
     other losses (the repeat must win)."""
-    params, flops, bpc, tok_per_char = PRE[embedding]
+    params, flops, bpc, char_bpc, tok_per_char = PRE[embedding]
     chars_per_step = 1000 * batch
     t0 = 1_795_445_887.0
 
     def train(step: int, loss: float) -> dict:
         chars = step * chars_per_step
-        return {"kind": "train", "step": step, "time": t0 + step, "loss": loss, "lr": 1e-4, "tokens_per_s": 5000.0,
-                "sequences": step * batch, "tokens": round(chars * tok_per_char), "chars": chars}
+        return {"kind": "train", "step": step, "time": t0 + step, "loss": loss + 0.5, "mlm_loss": loss,
+                "bits_per_char": loss / math.log(2), "pair_loss": 0.5, "mask_rate": 0.15, "lr": 1e-4,
+                "tokens_per_s": 5000.0, "sequences": step * batch, "tokens": round(chars * tok_per_char),
+                "chars": chars}
 
     def evaluate(step: int) -> dict:
         b = bpc + (steps - step) * 0.1
-        return {"kind": "eval", "step": step, "time": t0 + step + 0.5, "mlm_loss": b * math.log(2),
-                "accuracy": 0.1, "bits_per_char": b, "masked_tokens": 1776, "chars": step * chars_per_step}
+        record = {"kind": "eval", "step": step, "time": t0 + step + 0.5, "mlm_loss": b * math.log(2),
+                  "accuracy": 0.1, "bits_per_char": b, "masked_tokens": round(1776 * tok_per_char),
+                  "masked_chars": 1776, "chars": step * chars_per_step}
+        if char_bpc is not None:
+            c = char_bpc + (steps - step) * 0.1
+            record |= {"char_mlm_loss": c * math.log(2), "char_accuracy": 0.2, "char_bits_per_char": c,
+                       "char_masked_tokens": 1700, "char_masked_chars": 1700}
+        return record
 
     records = []
     for step in range(1, steps + 1):
@@ -74,7 +84,8 @@ def pretrain_run(folder: Path, embedding: str, steps: int = 8, batch: int = 32, 
         "config_hash": "f9d686989a94b60d", "world_size": 2, "data": {"shards_config_hash": f"shards-{embedding}"},
         "steps": steps, "parameters": params, "flops_per_token": flops, "sequences": steps * batch,
         "tokens": round(chars * tok_per_char), "chars": chars, "train_seconds": 4.0 * steps,
-        "tokens_per_s": chars * tok_per_char / (4.0 * steps), "eval": last,
+        "tokens_per_s": chars * tok_per_char / (4.0 * steps), "eval": last, "masked_tokens": 15_000,
+        "maskable_tokens": 100_000, "mask_rate": 0.15, "eval_masking": EVAL_MASKING,
     }
     (folder / "export").mkdir()
     (folder / "export" / "training.json").write_text(json.dumps(training), encoding="utf-8")
@@ -190,13 +201,16 @@ def test_table_numbers_are_the_runs_numbers(report):
             mean, std = (float(x) for x in row[f"{task} (test {METRIC[task]})"].split(" ± "))
             assert mean == pytest.approx(statistics.fmean(scores), abs=5e-5)
             assert std == pytest.approx(statistics.stdev(scores), abs=5e-5)
-        params, flops, bpc, tok_per_char = PRE[name]
+        params, flops, bpc, char_bpc, tok_per_char = PRE[name]
         pre = v["pretraining"]
         assert (pre["parameters"], pre["flops_per_token"], pre["bits_per_char"]) == (params, flops, bpc)
+        assert pre["char_bits_per_char"] == char_bpc
         assert (pre["steps"], pre["batch_size"], pre["chars"]) == (8, 32, 8 * 32_000)
         assert pre["tokens"] == round(8 * 32_000 * tok_per_char)
         assert int(row["parameters"].replace(",", "")) == params
-        assert float(row["held-out bits/char"]) == pytest.approx(bpc, abs=5e-4)
+        assert float(row["held-out bits/char (words masked)"]) == pytest.approx(bpc, abs=5e-4)
+        chars_masked = row["held-out bits/char (chars masked)"]
+        assert chars_masked == "—" if char_bpc is None else float(chars_masked) == pytest.approx(char_bpc, abs=5e-4)
         assert float(row["FLOPs/token"].removesuffix(" M")) == pytest.approx(flops / 1e6, abs=5e-3)
         assert int(row["chars seen"].replace(",", "")) == pre["chars"]
         assert int(row["tokens seen"].replace(",", "")) == pre["tokens"]
@@ -235,6 +249,25 @@ def test_fairness_equal_budget(report):
     assert "steps: 8 for every variant" in notes and "sequences per step: 32 for every variant" in notes
     assert "Not equal" not in notes
     assert "word ×1.87" in notes  # 2,402,133 / 1,283,797 parameters
+    # the masking ablation (fusion trained with char masking) is evaluated on the same held-out masks
+    assert "mask rate in training (share of maskable tokens selected): char 15.00%, word 15.00%, fusion 15.00%" \
+        in notes
+    assert f"held-out evaluation: the same for every variant, whatever its training masking — {EVAL_MASKING}; " \
+        "1,776 held-out characters hidden for each" in notes
+
+
+def test_different_mask_rates_and_held_out_masks_are_flagged(tmp_path):
+    runs = make_runs(tmp_path / "runs")
+    path = runs / "fusion" / "pretrain" / "export" / "training.json"
+    training = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(training | {"mask_rate": 0.1652}), encoding="utf-8")
+    metrics = runs / "fusion" / "pretrain" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text(encoding="utf-8").replace('"masked_chars": 1776', '"masked_chars": 1520'),
+                       encoding="utf-8")
+    notes = "\n".join(write_report(runs, tmp_path / "out").fairness)
+    assert "**Mask rates differ**: training selected char 15.00%, word 15.00%, fusion 16.52%" in notes
+    assert "**Held-out evaluation differs between variants** (characters hidden: char 1,776, word 1,776, " \
+        "fusion 1,520)" in notes
 
 
 def test_unequal_budget_is_flagged(tmp_path):
@@ -262,7 +295,7 @@ def test_resumed_run_keeps_the_last_record_of_each_step(tmp_path):
     pre = runs.pretraining["fusion"]
     chars = [c for c, _ in pre.train_curve]
     assert chars == sorted(set(chars)) and len(chars) == 8  # steps 5 and 6 logged twice, kept once
-    assert all(loss < 99 for _, loss in pre.train_curve)  # the repeat after the resume wins
+    assert all(bpc < 99 / math.log(2) for _, bpc in pre.train_curve)  # the repeat after the resume wins
     assert pre.resumed == 1 and pre.bits_per_char == PRE["fusion"][2] and pre.eval_step == 8
 
 
@@ -290,3 +323,15 @@ def test_summary_disagreeing_with_seed_files_is_a_warning(tmp_path):
     assert any("char/sentiment: summary.json" in w for w in rep.runs.warnings)
     assert "## Warnings" in rep.markdown
     assert rep.runs.finetune["sentiment"]["char"].scores == dict(zip(SEEDS, SCORES["sentiment"]["char"]))
+
+
+def test_pretraining_curves_are_bits_per_char_without_the_pair_loss(tmp_path):
+    """The plot's curves compare char and word models in bits per character (a word token stands for several
+    characters), and the training curve is the MLM part alone, not the MLM + SOP/NSP loss that was optimised."""
+    runs = collect(make_runs(tmp_path / "runs"))
+    for name, pre in runs.pretraining.items():
+        train = read_metrics(tmp_path / "runs" / name / "pretrain", "train")
+        assert pre.train_curve == [(r["chars"], r["mlm_loss"] / math.log(2)) for r in train]
+        assert all(y != r["loss"] for (_, y), r in zip(pre.train_curve, train))
+        words, single = [b for _, b, _ in pre.eval_curve], [c for _, _, c in pre.eval_curve]
+        assert words[-1] == PRE[name][2] and single[-1] == PRE[name][3]

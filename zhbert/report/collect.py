@@ -58,16 +58,25 @@ class Pretraining:
     """Sum of the step times: no evaluation, checkpointing or start-up."""
     tokens_per_s: float
     bits_per_char: float
-    """Held-out bits per character at the last evaluation: comparable across char and word tokens."""
+    """Held-out bits per character at the last evaluation, whole words masked: comparable across char and word
+    tokens, and across runs, since every run's held-out masks are the same (zhbert.data.masking)."""
+    char_bits_per_char: float | None
+    """The same with single characters masked; None for a word-level model (its tokens are words)."""
     mlm_loss: float
-    """Held-out MLM loss (nats per masked token) at the last evaluation."""
+    """Held-out MLM loss (nats per masked token) at the last evaluation, whole words masked."""
     eval_step: int
+    eval_masked_chars: int
+    """Characters hidden in the held-out rows (whole words): equal for runs evaluated on the same masks."""
+    eval_masking: str
+    """The evaluation masking, in words."""
+    mask_rate: float
+    """Share of the maskable tokens that training selected for prediction (whole-word and char masking alike)."""
     resumed: int
     """How many times the run was resumed (from a distinct step)."""
     train_curve: list[tuple[int, float]]
-    """(characters seen, training loss) per logged step."""
-    eval_curve: list[tuple[int, float, float]]
-    """(characters seen, held-out MLM loss, bits per char) per evaluation."""
+    """(characters seen, training MLM bits per character: no sentence-pair loss) per logged step."""
+    eval_curve: list[tuple[int, float, float | None]]
+    """(characters seen, held-out bits per char with whole words / single characters masked) per evaluation."""
 
 
 @dataclass
@@ -180,9 +189,11 @@ def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
         flops_per_token=training["flops_per_token"], sequences=training["sequences"], tokens=training["tokens"],
         chars=training["chars"], train_seconds=training["train_seconds"],
         tokens_per_s=training["tokens_per_s"],
-        bits_per_char=last["bits_per_char"], mlm_loss=last["mlm_loss"], eval_step=last["step"], resumed=resumed,
-        train_curve=[(r["chars"], r["loss"]) for r in train],
-        eval_curve=[(r["chars"], r["mlm_loss"], r["bits_per_char"]) for r in evals])
+        bits_per_char=last["bits_per_char"], char_bits_per_char=last.get("char_bits_per_char"),
+        mlm_loss=last["mlm_loss"], eval_step=last["step"], eval_masked_chars=last["masked_chars"],
+        eval_masking=training["eval_masking"], mask_rate=training["mask_rate"], resumed=resumed,
+        train_curve=[(r["chars"], r["bits_per_char"]) for r in train],
+        eval_curve=[(r["chars"], r["bits_per_char"], r.get("char_bits_per_char")) for r in evals])
 
 
 def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[str]) -> TaskScores:

@@ -18,19 +18,26 @@ DOWNSTREAM_PNG = "downstream.png"
 
 
 def plot_pretraining(runs: Runs, path: Path) -> Path:
-    """Training MLM loss (left) and held-out bits per character (right) against characters seen."""
+    """Training MLM bits per character (left; no sentence-pair loss) and held-out bits per character (right: whole
+    words masked, solid; single characters, dashed) against characters seen. Bits per character, not loss per
+    token: a word token stands for several characters, so per-token losses of char and word models differ in kind."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2)
-    for v in runs.variants:
-        pre = runs.pretraining[v.name]
-        left.plot(*zip(*pre.train_curve), label=v.name, linewidth=1.2)
-        chars, _, bpc = zip(*pre.eval_curve)
-        right.plot(chars, bpc, marker="o", markersize=3, label=v.name, linewidth=1.2)
-    left.set(title="training MLM loss", xlabel="characters seen", ylabel="nats per masked token")
-    right.set(title="held-out bits per character", xlabel="characters seen", ylabel="bits per character")
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, v in enumerate(runs.variants):
+        pre, colour = runs.pretraining[v.name], colours[i % len(colours)]
+        left.plot(*zip(*pre.train_curve), label=v.name, linewidth=1.2, color=colour)
+        chars, words, single = zip(*pre.eval_curve)
+        right.plot(chars, words, marker="o", markersize=3, label=f"{v.name}, whole words", linewidth=1.2, color=colour)
+        if all(x is not None for x in single):
+            right.plot(chars, single, marker="x", markersize=3, linestyle="--", linewidth=1.0, color=colour,
+                       label=f"{v.name}, single chars")
+    left.set(title="training MLM, bits per character", xlabel="characters seen", ylabel="bits per character")
+    right.set(title="held-out, bits per character (same masks for all)", xlabel="characters seen",
+              ylabel="bits per character")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.suptitle(f"{runs.name}: pretraining")
     fig.savefig(path, dpi=110)
     return path

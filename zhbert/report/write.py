@@ -117,6 +117,21 @@ def fairness_notes(runs: Runs) -> list[str]:
         notes.append("characters seen agree within 1%, as they do when the variants read the same rows (the word "
                      "view is built row for row from the char shards); tokens differ by view, since a word token "
                      "covers one or more characters.")
+    rates = {v: p.mask_rate for v, p in pre.items()}
+    rate_text = ", ".join(f"{v} {r:.2%}" for v, r in rates.items())
+    if max(rates.values()) - min(rates.values()) > 0.01:  # rounding 15 % of short rows alone moves it ~0.3 point
+        notes.append(f"**Mask rates differ**: training selected {rate_text} of the maskable tokens.")
+    else:
+        notes.append(f"mask rate in training (share of maskable tokens selected): {rate_text}.")
+    hidden = {v: p.eval_masked_chars for v, p in pre.items()}
+    masking = {p.eval_masking for p in pre.values()}
+    if len(set(hidden.values())) == 1 and len(masking) == 1:
+        notes.append(f"held-out evaluation: the same for every variant, whatever its training masking — "
+                     f"{masking.pop()}; {next(iter(hidden.values())):,} held-out characters hidden for each.")
+    else:
+        notes.append("**Held-out evaluation differs between variants** (characters hidden: "
+                     + ", ".join(f"{v} {n:,}" for v, n in hidden.items())
+                     + "): their bits per character are not comparable.")
     ref = pre[runs.reference]
     notes.append("parameters relative to the reference: " + ", ".join(
         f"{v} ×{p.parameters / ref.parameters:.2f}" for v, p in pre.items() if v != runs.reference)
@@ -129,14 +144,16 @@ def fairness_notes(runs: Runs) -> list[str]:
 
 def results_table(runs: Runs) -> str:
     """The one table: a row per variant, per-task mean ± std, then pretraining figures."""
-    header = ["variant", *(f"{t} ({runs.split(t)} {runs.metric(t)})" for t in runs.tasks), "held-out bits/char",
+    header = ["variant", *(f"{t} ({runs.split(t)} {runs.metric(t)})" for t in runs.tasks),
+              "held-out bits/char (words masked)", "held-out bits/char (chars masked)",
               "parameters", "FLOPs/token", "tokens/s", "train time", "chars seen", "tokens seen"]
     rows = []
     for v in runs.variants:
         p = runs.pretraining[v.name]
         scores = [runs.finetune[t][v.name] for t in runs.tasks]
         rows.append([v.name, *(f"{s.mean:.{SCORE_DIGITS}f} ± {s.std:.{SCORE_DIGITS}f}" for s in scores),
-                     f"{p.bits_per_char:.3f}", f"{p.parameters:,}", _si(p.flops_per_token), f"{p.tokens_per_s:,.0f}",
+                     f"{p.bits_per_char:.3f}", "—" if p.char_bits_per_char is None else f"{p.char_bits_per_char:.3f}",
+                     f"{p.parameters:,}", _si(p.flops_per_token), f"{p.tokens_per_s:,.0f}",
                      _duration(p.train_seconds), f"{p.chars:,}", f"{p.tokens:,}"])
     return _table(header, rows)
 
@@ -182,8 +199,9 @@ def _markdown(runs: Runs, table: str, comparisons: list[Comparison], fairness: l
              f"Each task fine-tuned with seeds {seeds}.", "", "## Results", "", table, "",
              f"Scores: mean ± sample standard deviation over seeds {seeds}, on the split named in the header. "
              "Held-out bits/char: pretraining MLM loss on held-out rows at the last evaluation, in bits per "
-             "character (comparable across char and word tokens). Train time: the sum of step times (no "
-             "evaluation, checkpoints or start-up). Chars and tokens seen: pretraining, all ranks.", "",
+             "character (comparable across char and word tokens), with the same masks for every variant: whole "
+             "words, or single characters (not for the word model, whose tokens are words). Train time: the sum of "
+             "step times (no evaluation, checkpoints or start-up). Chars and tokens seen: pretraining, all ranks.", "",
              "## Is a difference larger than the seed spread?", "",
              "Each variant against the reference, paired by seed (the same seed gives both the same head "
              "initialisation and batch order); two-sided paired t-test at 95%. "
@@ -195,7 +213,7 @@ def _markdown(runs: Runs, table: str, comparisons: list[Comparison], fairness: l
     parts += ["## Fairness", "", *[f"- {n}" for n in fairness], "", budget_table(runs), "", "## Variants", ""]
     parts += [f"- **{v.name}**: {v.embedding} embedding, {v.masking} masking"
               + (f"; {v.description}" if v.description else "") for v in runs.variants]
-    parts += ["", "## Plots", "", f"![pretraining loss against characters seen]({PRETRAIN_PNG})", "",
+    parts += ["", "## Plots", "", f"![pretraining bits per character against characters seen]({PRETRAIN_PNG})", "",
               f"![downstream scores, mean ± std over seeds]({DOWNSTREAM_PNG})", ""]
     if runs.warnings:
         parts += ["## Warnings", "", *[f"- {w}" for w in runs.warnings], ""]
