@@ -33,3 +33,22 @@ def test_sentence_split_keeps_closing_quotes_and_loses_nothing():
     assert "".join(parts).replace(" ", "") == text.replace(" ", "")
     assert split_sentences("没有句号的一行") == ["没有句号的一行"]
     assert split_sentences("   ") == []
+
+
+def test_aligned_normalisation_keeps_every_offset():
+    """Fine-tuning's form of the normaliser: the same rules, one output character per input character, so spans
+    found in the result index the original text."""
+    norm = Normalizer(NormalizeConfig())
+    cases = {"ＡＢＣ１２３，你好！": "ABC123,你好!",  # full-width forms → ASCII, as pretraining text
+             "零宽\u200b字符\x00": "零宽 字符 ",  # deleted by the normaliser → a space (no token, a word boundary)
+             " 多个 \t 空白\n换行\u3000": " 多个   空白 换行 ",  # whitespace: not collapsed, each one a space
+             "\uf900館": "\u8c48館",  # NFC of a compatibility ideograph: one character for one
+             "cafe\u0301": "cafe\u0301"}  # NFC would compose two characters into one: left as it is
+    for text, want in cases.items():
+        assert norm.aligned(text) == want and len(want) == len(text)
+    for text in ("ＡＢＣ１２３，你好！", " 多个 \t 空白\n换行\u3000", "\uf900館"):  # nothing deleted: the same text
+        assert " ".join(norm.aligned(text).split()) == norm(text)
+    t2s = Normalizer(NormalizeConfig(t2s=True))
+    text = "乾隆皇帝的頭髮，瞭解"
+    assert t2s.aligned(text) == "乾隆皇帝的头发,了解" == t2s(text)  # phrases converted as pretraining converts them
+    assert Normalizer(NormalizeConfig(fullwidth_to_halfwidth=False)).aligned("１，") == "１，"

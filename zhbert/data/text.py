@@ -50,14 +50,24 @@ def _invisible_chars() -> str:
 
 
 @functools.cache
-def _translation(cfg_key: tuple[bool, bool]) -> dict[int, int | None]:
-    fullwidth, remove_control = cfg_key
+def _whitespace_chars() -> str:
+    """Every code point ``str.isspace`` (and so the ``\\s`` of ``re``) calls whitespace; all lie in plane 0."""
+    return "".join(chr(c) for c in range(0x10000) if chr(c).isspace())
+
+
+@functools.cache
+def _translation(fullwidth: bool, remove_control: bool, aligned: bool = False,
+                 collapse_whitespace: bool = False) -> dict[int, int | None]:
+    """The per-character rules as a ``str.translate`` table. ``aligned``: the length-keeping variant, where a
+    deleted character becomes a space, and so does every whitespace character with ``collapse_whitespace``."""
     table: dict[int, int | None] = {}
     if fullwidth:
         table.update({c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)})
         table[0x3000] = 0x20
     if remove_control:
-        table.update(dict.fromkeys(map(ord, _invisible_chars())))
+        table.update(dict.fromkeys(map(ord, _invisible_chars()), 0x20 if aligned else None))
+    if aligned and collapse_whitespace:
+        table.update(dict.fromkeys(map(ord, _whitespace_chars()), 0x20))
     return table
 
 
@@ -76,16 +86,37 @@ class Normalizer:
         if cfg.nfc and not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
         if cfg.fullwidth_to_halfwidth or cfg.remove_control:
-            text = text.translate(_translation((cfg.fullwidth_to_halfwidth, cfg.remove_control)))
+            text = text.translate(_translation(cfg.fullwidth_to_halfwidth, cfg.remove_control))
         if cfg.t2s:
-            if self._opencc is None:
-                import opencc
-
-                self._opencc = opencc.OpenCC("t2s")
-            text = self._opencc.convert(text)
+            text = self._t2s(text)
         if cfg.collapse_whitespace:
             text = _WHITESPACE.sub(" ", text).strip()
         return text
+
+    def aligned(self, text: str) -> str:
+        """The same rules, keeping the length: character i of the result comes from character i of ``text``, so
+        offsets found in the result point into ``text`` (fine-tuning's entity spans, answers and predictions stay
+        in the original string). Where ``__call__`` deletes a character (control, format) or collapses
+        whitespace, this writes a space: no token, a word boundary. NFC applies per character (a compatibility
+        ideograph → its unified twin; a combining accent stays apart, and the BERT tokenizer strips it anyway);
+        t2s converts the whole text when OpenCC keeps its length (phrases: 乾隆 stays), else char by char."""
+        cfg = self.cfg
+        if cfg.nfc and not unicodedata.is_normalized("NFC", text):
+            text = "".join(n if len(n := unicodedata.normalize("NFC", c)) == 1 else c for c in text)
+        text = text.translate(_translation(cfg.fullwidth_to_halfwidth, cfg.remove_control, True,
+                                           cfg.collapse_whitespace))
+        if cfg.t2s:
+            whole = self._t2s(text)
+            text = whole if len(whole) == len(text) else "".join(
+                s if len(s := self._t2s(c)) == 1 else c for c in text)
+        return text
+
+    def _t2s(self, text: str) -> str:
+        if self._opencc is None:
+            import opencc
+
+            self._opencc = opencc.OpenCC("t2s")
+        return self._opencc.convert(text)
 
     def __getstate__(self) -> dict:
         return {"cfg": self.cfg, "_opencc": None}
