@@ -228,6 +228,21 @@ def test_metrics_against_hand_checked_cases():
     assert s["f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)  # 北京大学 vs 北京: P = 2/4, R = 1 → 2/3
 
 
+def test_cmrc2018_scores_as_its_official_script():
+    """EM and F1 as github.com/ymcui/cmrc2018's cmrc2018_evaluate.py computes them (each expected value below is what
+    that script, run with NLTK 3.3, printed for the pair): a Latin word is one segment, 3.5 is one number, only the
+    script's punctuation list is ignored, inner spaces count for EM, and two empty strings share nothing."""
+    cases = [("3.5亿", ["35亿"], 0, 0.5), ("", [""], 1, 0.0), ("world cup", ["word cup"], 0, 0.5),
+             ("Hello World", ["hello world!"], 0, 0.8), ("北京 大学", ["北京大学"], 0, 1.0),
+             ("COVID-19疫情", ["covid19疫情"], 1, 1.0), ("约3.5%", ["3.5 %"], 0, 0.8),
+             ("“苹果”公司", ["苹果公司"], 1, 1.0), ("……好", ["好"], 0, 2 / 3), ("iPhone X手机", ["iphone x"], 0, 2 / 3),
+             ("U.S. Army", ["U.S. army."], 0, 0.8), ("abc", ["xyz", "abc"], 1, 1.0)]
+    for pred, answers, em, f1 in cases:
+        assert span_em_f1([pred], [answers]) == {"em": em, "f1": pytest.approx(f1), "n": 1}, (pred, answers)
+    mean = span_em_f1([c[0] for c in cases], [c[1] for c in cases])
+    assert mean["em"] == pytest.approx(sum(c[2] for c in cases) / len(cases))
+
+
 # -- encoding ---------------------------------------------------------------------------------------------
 
 
