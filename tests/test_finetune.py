@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from zhbert.cli import main
-from zhbert.config import ConfigError, load
+from zhbert.config import ConfigError, load, to_dict
 from zhbert.data.glyphs import render_glyph_table
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig, Segmenter
+from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB
-from zhbert.export import load_export, save_export
+from zhbert.export import TextSettings, load_export, save_export
 from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
 from zhbert.finetune.encode import TaskEncoder, collate, tag_names
 from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
@@ -53,16 +54,18 @@ def tasks(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vocab(tasks, tmp_path_factory) -> Path:
-    """Char vocab of every bundled text, the pinyin vocab, a word vocab of the most frequent jieba words of
-    the training texts, and the glyph table from the fonts in fonts/."""
+    """Char vocab of every bundled text, normalised as prep normalises pretraining text (so, as in a real vocab,
+    no full-width forms), the pinyin vocab, a word vocab of the most frequent jieba words of the training texts,
+    and the glyph table from the fonts in fonts/."""
     out = tmp_path_factory.mktemp("vocab")
-    texts = [line for f in sorted(tasks.glob("*/*.*")) for line in f.read_text(encoding="utf-8").splitlines()]
+    normalize = Normalizer(NormalizeConfig())
+    texts = [normalize(line) for f in sorted(tasks.glob("*/*.*")) for line in f.read_text("utf-8").splitlines()]
     char = CharVocab.train(texts, min_count=1)
     char.save(out)
     PinyinVocab.build().save(out)
     seg = Segmenter(SegmentConfig())
     train = [json.loads(line)["sentence"] for line in (tasks / "sentiment/train.json").read_text().splitlines()]
-    train += [json.loads(line)["text"] for line in (tasks / "cluener/train.json").read_text().splitlines()]
+    train += [normalize(json.loads(line)["text"]) for line in (tasks / "cluener/train.json").read_text().splitlines()]
     known = set(char.tokens)
     words = Counter(w for t in train for w in seg.cut(t) if len(w) > 1 and w not in known)
     (out / WORD_VOCAB).write_text("\n".join(char.tokens + [w for w, _ in words.most_common(5000)]) + "\n")
@@ -70,7 +73,9 @@ def vocab(tasks, tmp_path_factory) -> Path:
     return out
 
 
-def make_export(vocab: Path, kind: str, out: Path) -> Path:
+def make_export(vocab: Path, kind: str, out: Path, text: TextSettings | None = None) -> Path:
+    """A random-init tiny model of ``kind`` saved as pretraining saves it, with the default text settings unless
+    told otherwise."""
     overrides = [f"vocab_size={len(CharVocab.load(vocab))}", f"pinyin_vocab_size={len(PinyinVocab.load(vocab))}"]
     tables = {}
     if kind == "word":
@@ -82,7 +87,7 @@ def make_export(vocab: Path, kind: str, out: Path) -> Path:
                   "pinyin_letters": spell_pinyin(PinyinVocab.load(vocab).entries)}
     cfg = load(ModelConfig, ROOT / f"configs/model/tiny-{kind}.toml", overrides)
     torch.manual_seed(0)
-    return save_export(ZhBertForPretraining(cfg, **tables), out, vocab, vocab / "glyphs")
+    return save_export(ZhBertForPretraining(cfg, **tables), out, vocab, vocab / "glyphs", text=text or TextSettings())
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +214,70 @@ def test_bad_input_names_file_line_fields_and_labels(tasks, tmp_path):
         load(FinetuneConfig, None, ["seeds=[]"])
 
 
+def test_max_len_beyond_the_models_positions_is_a_one_line_error_before_any_work(exports, tmp_path, capsys):
+    """`zhbert finetune --max_len` above the export's max_position stops at once, naming both values: before the
+    data is read (this data folder does not even exist), without a traceback."""
+    capsys.readouterr()
+    assert main(["finetune", "--model", str(exports["char"]), "--task", "sentiment", "--data", str(tmp_path / "none"),
+                 "--max_len=600"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "max_len 600 exceeds the max_position 128" in err and "Traceback" not in err
+
+
+def test_dropped_and_changed_examples_are_counted(tasks, exports, tmp_path, capsys):
+    """OCNLI's "-" labels, CMRC2018 answers whose start is off or whose text is not in the context: counted, printed
+    and kept in metrics.json; a training question with no answer in its context is left out, not trained as "no
+    answer". A tags line whose character field holds several characters is an error naming file and line."""
+    pairs = [json.loads(x) for x in (tasks / "idiom_pair/dev.json").read_text().splitlines()[:6]]
+    _write_jsonl(tmp_path / "ocnli/train.json", [{"sentence1": p["sentence1"], "sentence2": p["sentence2"],
+                                                  "label": lab, "genre": "x"}
+                                                 for p, lab in zip(pairs, ["entailment", "-", "neutral",
+                                                                           "contradiction", "-", "neutral"])])
+    counts: dict = {}
+    assert len(read_split(get_task("ocnli"), tmp_path / "ocnli", "train", counts)) == 4
+    assert counts == {"dropped_labels": {"-": 2}}
+
+    data = json.loads((tasks / "cluener_mrc/train.json").read_text("utf-8"))
+    data["data"][0]["paragraphs"] = paragraphs = data["data"][0]["paragraphs"][:60]
+    moved, lost = paragraphs[0]["qas"][0]["answers"][0], paragraphs[1]["qas"][0]["answers"][0]
+    true_start = moved["answer_start"]
+    moved["answer_start"] += 1  # off by one, as a few CMRC2018 answers are
+    lost["text"] += "之外"  # nowhere in its context
+    assert lost["text"] not in paragraphs[1]["context"]
+    cmrc = tmp_path / "cmrc"
+    cmrc.mkdir()
+    for split in ("train", "dev"):
+        (cmrc / f"{split}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    questions = sum(len(p["qas"]) for p in paragraphs)
+    spec = get_task("cmrc2018")
+    counts = {}
+    train = read_split(spec, cmrc, "train", counts)
+    assert counts == {"answers_relocated": 1, "answers_not_found": 1, "dropped_no_answer": 1}
+    assert len(train) == questions - 1 and train[0].answers == [(true_start, moved["text"])]
+    counts = {}
+    assert len(read_split(spec, cmrc, "dev", counts)) == questions  # scored by its text, as the official script
+    assert counts == {"answers_relocated": 1, "answers_not_found": 1}
+
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["finetune", "--model", str(exports["char"]), "--task", "cmrc2018", "--data", str(cmrc),
+                 "--config", str(ROOT / "configs/finetune/tiny.toml"), "--seeds", "1", "--epochs=1", "--max_len=64",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 answers moved to where their text is; 1 answers not in their context (1 questions left out)" in printed
+    encoding = json.loads((out / "seed-1/metrics.json").read_text())["encoding"]
+    for split in ("train", "dev"):
+        assert (encoding[split]["answers_relocated"], encoding[split]["answers_not_found"]) == (1, 1)
+    assert encoding["train"]["dropped_no_answer"] == 1 and encoding["train"]["examples"] == questions - 1
+
+    lines = (tasks / "msra_ner/dev.txt").read_text("utf-8").splitlines()[:40]
+    lines[2] = lines[2][0] + "国 " + lines[2].split()[-1]  # a line of two characters: not a char-per-line file
+    (tmp_path / "tags").mkdir()
+    (tmp_path / "tags/train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(TaskDataError, match=r"train.txt:3: '.国' is 2 characters; a tags file has one character"):
+        read_split(get_task("msra_ner"), tmp_path / "tags", "train")
+
+
 # -- metrics ----------------------------------------------------------------------------------------------
 
 
@@ -321,6 +390,116 @@ def test_pair_inputs_have_segments_and_fusion_pinyin(tasks, exports):
     assert batch["labels"].tolist() == [1, 1] and batch["pinyin_ids"].shape == batch["input_ids"].shape
 
 
+def _fullwidth(ch: str) -> bool:
+    return 0xFF01 <= ord(ch) <= 0xFF5E or ch == "\u3000"
+
+
+def test_task_text_is_read_as_pretraining_normalised_it(tasks, exports, tmp_path):
+    """CLUENER and MSRA NER as distributed are full of full-width forms (，：（）１Ａ) that prep maps to ASCII before
+    the vocab is built. Fine-tuning reads them the same way: none becomes [UNK], every token's span still indexes
+    the original text, and entities holding full-width characters come back exactly, down to the submission file."""
+    normalize = Normalizer(NormalizeConfig())
+    export = load_export(exports["char"])
+    tokens = export.vocab.tokens
+    wide_entities = 0
+    for task in ("msra_ner", "cluener"):
+        spec = get_task(task)
+        examples = read_split(spec, tasks / task, "dev")
+        encoder = TaskEncoder(export, spec, 128, 64)
+        wide = [ex for ex in examples if any(map(_fullwidth, ex.text))]
+        assert len(wide) > 100, task
+        names = tag_names(spec)
+        exact = []
+        for ex in wide:
+            assert " ".join(normalize.aligned(ex.text).split()) == normalize(ex.text)  # the text pretraining saw
+            toks = encoder.tokens(ex.text)
+            cover = {c: i for i, _, s, e in toks for c in range(s, e)}
+            assert all(cover[c] != export.vocab.unk_id for c, ch in enumerate(ex.text) if _fullwidth(ch)
+                       and not ch.isspace()), ex.text
+            for i, _, s, e in toks:  # spans index the original string: its characters there read as the token
+                assert normalize.aligned(ex.text[s:e]).lower() == tokens[i].removeprefix("##"), (ex.text, s, e)
+            probe = type(encoder.encode([]))([])
+            tags = encoder.token_tags(toks, ex.entities, probe)
+            back = tokens_to_entities([(names[t], s, e) for t, (_, _, s, e) in zip(tags, toks)], len(ex.text))
+            if probe.boundaries_inside == 0:
+                assert back == ex.entities
+                exact.append((ex, back))
+                wide_entities += sum(any(map(_fullwidth, ex.text[s:e])) for s, e, _ in ex.entities)
+        assert len(exact) >= len(wide) - 3, task
+        counts = encoder.encode(examples).counts
+        assert counts["unk_tokens"] == 0 < counts["tokens"]
+        if task == "cluener":  # predictions made from the tokens give back the file's own labels, offsets and mentions
+            path = write_submission(spec, [ex for ex, _ in exact], [[list(e) for e in b] for _, b in exact],
+                                    tmp_path / "cluener_predict.json")
+            def spans(label: dict) -> dict:
+                return {t: {m: sorted(s) for m, s in ms.items()} for t, ms in label.items()}
+
+            rows = {json.loads(line)["text"]: spans(json.loads(line)["label"])
+                    for line in (tasks / "cluener/dev.json").read_text("utf-8").splitlines()}
+            submitted = [spans(json.loads(line)["label"]) for line in path.read_text("utf-8").splitlines()]
+            assert submitted == [rows[ex.text] for ex, _ in exact]
+    assert wide_entities >= 10  # entities with a full-width character in them (ＮＢＡ, （中国）…) came back exactly
+
+
+def test_text_settings_travel_from_the_shards_through_the_export(tasks, vocab, tmp_path, capsys):
+    """Shards prepared with a user dictionary and without jieba's HMM: the export carries both (the dictionary
+    copied, named by its content) and fine-tuning segments with them, also once the original dictionary is gone.
+    An export from before text.json gets the defaults and a warning; a changed dictionary copy is an error."""
+    from zhbert.data.files import sha256_file
+    from zhbert.data.prep import PrepConfig, run_prep
+    from zhbert.data.word_view import build_word_view
+
+    cluener = read_split(get_task("cluener"), tasks / "cluener", "train")[:600]
+    texts = [ex.text for ex in cluener]
+    default = Segmenter(SegmentConfig())
+    word, text = next((ex.text[s:e], ex.text) for ex in cluener for s, e, _ in ex.entities
+                      if e - s >= 4 and ex.text[s:e] not in default.cut(ex.text) and ex.text[s:e].isalpha())
+    user = tmp_path / "my.dict"
+    user.write_text(f"{word} 100 nz\n", encoding="utf-8")
+    asked = SegmentConfig(hmm=False, user_dicts=[str(user)])
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    vocab_dir = tmp_path / "vocab"
+    vocab_dir.mkdir()
+    for name in ("tokenizer.json", "vocab.txt", "pinyin_vocab.txt"):
+        (vocab_dir / name).write_bytes((vocab / name).read_bytes())
+    cfg = PrepConfig(inputs=[str(corpus)], output=str(tmp_path / "shards"), vocab=str(vocab_dir), segment=asked)
+    cfg.pack.max_len = 64
+    run_prep(cfg)
+    build_word_view(tmp_path / "shards", vocab_dir, tmp_path / "shards-word", min_count=1)
+    for shards in ("shards", "shards-word"):  # a word view answers with its char view's settings
+        settings = TextSettings.of_shards(tmp_path / shards)
+        assert (settings.normalize, settings.segment, settings.assumed) == (NormalizeConfig(), asked, False)
+
+    export = make_export(vocab_dir, "word", tmp_path / "export", settings)
+    saved = json.loads((export / "text.json").read_text("utf-8"))
+    copy = f"user-dict-{sha256_file(user)[:16]}.txt"
+    assert saved["segment"] == {"backend": "rjieba", "hmm": False, "user_dicts": [copy]}
+    assert saved["user_dicts"][0]["source"] == str(user) and (export / copy).read_bytes() == user.read_bytes()
+    user.unlink()  # the export holds its own copy; the shards can no longer be exported
+    with pytest.raises(FileNotFoundError, match=r"user dictionaries that are not there: \[.*my.dict"):
+        TextSettings.of_shards(tmp_path / "shards")
+    loaded = load_export(export)
+    encoder = TaskEncoder(loaded, get_task("cluener"), 128, 64)
+    start = text.index(word)
+    wid = loaded.word_tokens.index(word)  # the user word is in the word vocab (it was one word in the shards)
+    assert (wid, PinyinVocab.PAD, start, start + len(word)) in encoder.tokens(text)  # and one token here
+    no_hmm, hmm = Segmenter(SegmentConfig(hmm=False, user_dicts=[str(export / copy)])), \
+        Segmenter(SegmentConfig(user_dicts=[str(export / copy)]))
+    differ = [t for t in texts if no_hmm.cut(t) != hmm.cut(t)]
+    assert len(differ) > 10 and all(encoder.words.segmenter.cut(t) == no_hmm.cut(t) for t in differ)
+    with pytest.raises(ConfigError, match="unknown key.*segment"):  # not a fine-tuning setting that could disagree
+        load(FinetuneConfig, None, ["segment.hmm=false"])
+
+    (export / copy).write_text(f"{word} 1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{copy}: missing or changed since export"):
+        load_export(export)
+    (export / "text.json").unlink()
+    capsys.readouterr()
+    assert load_export(export).text == TextSettings(assumed=True)
+    assert "has no text.json" in capsys.readouterr().err
+
+
 # -- transfer modes ----------------------------------------------------------------------------------------
 
 
@@ -415,6 +594,8 @@ def test_cli_finetunes_each_bundled_task(tasks, exports, tmp_path, task, kind, m
         assert {"task", "seed", "mode", "metric", "dev", "test", "trainable_params", "total_params", "wall_s",
                 "truncated"} <= set(m) and m["mode"] == mode
         assert (m["trainable_params"] < m["total_params"]) == (mode != "full")
+        assert all(c["unk_tokens"] < 0.01 * c["tokens"] for c in m["encoding"].values())
+        assert m["text"] == to_dict(load_export(exports[kind]).text)  # the export's settings, recorded
     assert summary["mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
     dev, test = (read_split(spec, tasks / task, s) for s in ("dev", "test"))
     preds = [json.loads(x) for x in (out / "seed-1/predictions.jsonl").read_text().splitlines()]

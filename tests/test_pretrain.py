@@ -251,6 +251,7 @@ print(e.model.embedding, sorted(p.name for p in e.folder.iterdir()))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert "fusion" in done.stdout and "glyphs.json" in done.stdout and "tokenizer.json" in done.stdout
+    assert "text.json" in done.stdout and "has no text.json" not in done.stderr
 
 
 @pytest.mark.slow
@@ -272,3 +273,6 @@ def test_torchrun_and_a_single_process_run_too(built_data, tmp_path):
     training = json.loads((word / "export" / "training.json").read_text())
     assert training["world_size"] == 1 and training["config"]["model"]["embedding"] == "word"
     assert (word / "export" / "word_vocab.txt").exists() and read_metrics(word, "eval")[-1]["bits_per_char"] > 0
+    prep = json.loads((built_data / "shards" / "manifest.json").read_text())["config"]  # the word view's char view
+    text = json.loads((word / "export" / "text.json").read_text())
+    assert (text["normalize"], text["segment"]) == (prep["normalize"], prep["segment"])

@@ -5,6 +5,8 @@
     pinyin_vocab.txt                 the pinyin vocab (fusion models read pinyin ids from it)
     word_vocab.txt                   the word vocab (word-level models: char vocab first, then words)
     glyphs.json                      the glyph table's sidecar: fonts, coverage, sha256 (fusion models)
+    text.json, user-dict-<sha>.txt   how text becomes tokens: the normalisation and segmentation (user dictionaries
+                                     copied, named by content) of the pretraining shards, and the pypinyin version
     training.json                    how it was trained: config, data hashes, final evaluation
 
 Everything here loads without DeepSpeed, jieba or fonts.
@@ -14,14 +16,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from zhbert.config import from_dict
-from zhbert.data.files import write_json
+from zhbert.config import from_dict, to_dict
+from zhbert.data.files import read_json, sha256_file, write_json
 from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.pinyin import PinyinVocab
+from zhbert.data.segment import SegmentConfig
+from zhbert.data.shards import MANIFEST
+from zhbert.data.text import NormalizeConfig
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB, read_word_vocab
 from zhbert.model.config import ModelConfig
@@ -29,6 +36,75 @@ from zhbert.model.model import CONFIG_FILE, WEIGHTS_FILE, ZhBertModel
 
 GLYPH_SIDECAR = "glyphs.json"
 TRAINING = "training.json"
+TEXT = "text.json"
+
+
+@dataclass
+class TextSettings:
+    """How text becomes tokens for a model: the normalisation and segmentation that built its pretraining shards
+    (DESIGN.md "Same text in, same tokens out"). Fine-tuning and inference encode with these, never with settings
+    of their own that could silently disagree."""
+
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    """``user_dicts``: the dictionary files to load (in an export folder, its own copies)."""
+    pypinyin: str = ""
+    """The pypinyin version whose dictionaries read the pinyin of the shards ('' when not recorded)."""
+    assumed: bool = False
+    """True when an export folder had no text.json and the defaults were assumed (see ``load``)."""
+
+    @classmethod
+    def of_shards(cls, shards: str | Path) -> TextSettings:
+        """The settings recorded in a shard folder's manifest (a word view's: those of its char view), with every
+        user dictionary checked to be there, so that pretraining can copy it into the export."""
+        manifest = read_json(Path(shards) / MANIFEST)
+        if "char_view" in manifest:  # a word view: its char view holds the prep config
+            char_view = manifest["char_view"]
+            config = char_view.get("config") or read_json(Path(char_view["folder"]) / MANIFEST)["config"]
+        else:
+            config = manifest["config"]
+        settings = cls(from_dict(NormalizeConfig, config["normalize"]), from_dict(SegmentConfig, config["segment"]),
+                       version("pypinyin"))
+        missing = [d for d in settings.segment.user_dicts if not Path(d).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{shards} was segmented with user dictionaries that are not there: {missing}; "
+                                    "the export must carry them (run from where prep ran, or fix segment.user_dicts)")
+        return settings
+
+    def save(self, folder: Path) -> None:
+        """``text.json`` plus a copy of each user dictionary named by its content hash."""
+        names, dicts = [], []
+        for path in self.segment.user_dicts:
+            sha = sha256_file(Path(path))
+            name = f"user-dict-{sha[:16]}.txt"
+            shutil.copyfile(path, folder / name)
+            names.append(name)
+            dicts.append({"file": name, "sha256": sha, "source": str(path)})
+        write_json(folder / TEXT, {"normalize": to_dict(self.normalize),
+                                   "segment": to_dict(replace(self.segment, user_dicts=names)),
+                                   "user_dicts": dicts, "pypinyin": self.pypinyin})
+
+    @classmethod
+    def load(cls, folder: Path) -> TextSettings:
+        """The settings of an export folder, its user dictionaries checked against their hashes. An export written
+        before text.json existed gets the defaults (what `zhbert prep` uses unless told otherwise) and a printed
+        warning, since its shards' settings can no longer be known from the folder."""
+        path = folder / TEXT
+        if not path.exists():
+            print(f"warning: {folder} has no {TEXT} (exported by an older zhbert): assuming the default normalisation "
+                  "and segmentation, which is right only if its shards were prepared with them", file=sys.stderr)
+            return cls(assumed=True)
+        data = read_json(path)
+        for d in data["user_dicts"]:
+            if not (folder / d["file"]).is_file() or sha256_file(folder / d["file"]) != d["sha256"]:
+                raise ValueError(f"{folder / d['file']}: missing or changed since export (sha256 {d['sha256'][:12]}…)")
+        segment = from_dict(SegmentConfig, data["segment"])
+        settings = cls(from_dict(NormalizeConfig, data["normalize"]),
+                       replace(segment, user_dicts=[str(folder / d) for d in segment.user_dicts]), data["pypinyin"])
+        if settings.pypinyin and settings.pypinyin != version("pypinyin"):
+            print(f"warning: {folder} was pretrained with pinyin read by pypinyin {settings.pypinyin}, this is "
+                  f"{version('pypinyin')}: some readings may differ", file=sys.stderr)
+        return settings
 
 
 @dataclass
@@ -41,6 +117,7 @@ class Export:
     vocab: CharVocab
     pinyin: PinyinVocab
     word_tokens: list[str] | None  # the word vocab, line i = id i; None unless a word-level model
+    text: TextSettings
 
     @property
     def training(self) -> dict[str, Any]:
@@ -49,10 +126,12 @@ class Export:
 
 
 def save_export(model: ZhBertModel, folder: str | Path, vocab_dir: str | Path, glyphs_dir: str | Path | None = None,
-                training: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` and the vocab files it was trained with into ``folder`` (see the module docstring)."""
+                training: dict[str, Any] | None = None, *, text: TextSettings) -> Path:
+    """Write ``model``, the vocab files it was trained with and the text settings of its shards into ``folder``
+    (see the module docstring)."""
     folder, vocab_dir = Path(folder), Path(vocab_dir)
     model.save_pretrained(folder)
+    text.save(folder)
     names = ["tokenizer.json", "vocab.txt", PINYIN_VOCAB] + ([WORD_VOCAB] if model.cfg.embedding == "word" else [])
     for name in names:
         shutil.copyfile(vocab_dir / name, folder / name)
@@ -81,4 +160,4 @@ def load_export(folder: str | Path) -> Export:
     for name, found, expected in sizes:
         if found != expected:
             raise ValueError(f"{folder}: {name} has {found} entries but the model was built for {expected}")
-    return Export(folder, cfg, vocab, pinyin, word_tokens)
+    return Export(folder, cfg, vocab, pinyin, word_tokens, TextSettings.load(folder))

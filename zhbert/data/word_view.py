@@ -121,7 +121,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     manifest = {
         "format": FORMAT,
         "config_hash": hashlib.sha256(f"{char_manifest['config_hash']}{word_sha}".encode()).hexdigest()[:16],
-        "char_view": {"config_hash": char_manifest["config_hash"], "folder": str(shards)},
+        "char_view": {"config_hash": char_manifest["config_hash"], "folder": str(shards),
+                      "config": char_manifest["config"]},  # how its text was normalised and segmented
         "vocab": {"char_sha256": vocab.sha256, "word_sha256": word_sha, "word_size": len(word_tokens),
                   "multi_char_words": len(word_tokens) - len(tokens), "size": size, "min_count": min_count},
         "counts": dict(totals) | {"char_view_tokens": char_manifest["counts"]["tokens"]},

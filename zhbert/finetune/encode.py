@@ -1,11 +1,14 @@
 """Examples → model inputs for any of the three embedding kinds, keeping each token's character span.
 
-Text goes through the same steps as pretraining (``DocumentEncoder.word``): jieba words, each word's
-char-vocab ids and the pinyin of every hanzi read in its word. Each token keeps the [start, end) of
-the characters it covers, so entity and answer spans map onto tokens and predictions map back onto
-characters exactly. For the word-level model a word in the word vocab becomes one token spanning the
-whole word (else its char tokens, as in ``word_view``); an entity boundary that falls inside such a
-token cannot be represented and is counted (``Encoded.boundaries_inside``).
+Text goes through the same steps as pretraining, with the settings the export carries (``Export.text``): the
+normaliser (its length-keeping form, ``Normalizer.aligned``, so full-width ，！１Ａ read as the ASCII the vocab
+was built on while offsets still index the original string), jieba words with the same dictionaries and HMM
+flag, each word's char-vocab ids and the pinyin of every hanzi read in its word (``DocumentEncoder.word``).
+Each token keeps the [start, end) of the characters it covers, so entity and answer spans map onto tokens and
+predictions map back onto characters of the original text exactly. For the word-level model a word in the
+word vocab becomes one token spanning the whole word (else its char tokens, as in ``word_view``); an entity
+boundary that falls inside such a token cannot be represented and is counted (``Encoded.boundaries_inside``).
+[UNK] tokens are counted too, as prep counts them.
 
 Classification inputs are truncated to ``max_len`` (longest sequence first for pairs). Token tasks are
 cut into consecutive windows and span tasks into overlapping windows of the context (``stride`` tokens
@@ -20,8 +23,8 @@ import torch
 
 from zhbert.data.encode import DocumentEncoder, PackConfig
 from zhbert.data.pinyin import PinyinVocab
-from zhbert.data.segment import SegmentConfig, Segmenter
-from zhbert.data.text import BASIC_HANZI
+from zhbert.data.segment import Segmenter
+from zhbert.data.text import BASIC_HANZI, Normalizer
 from zhbert.data.word_view import surface
 from zhbert.export import Export
 from zhbert.finetune.tasks import Entity, Example, TaskSpec
@@ -50,6 +53,8 @@ class Encoded:
     windowed: int = 0  # examples read in more than one window (token, span)
     boundaries: int = 0  # entity / answer boundaries
     boundaries_inside: int = 0  # … that fell inside a token (a word, for the word-level model)
+    tokens: int = 0  # tokens of the examples' texts, before truncation and windows
+    unk_tokens: int = 0  # … that are [UNK]
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -59,13 +64,14 @@ def tag_names(spec: TaskSpec) -> list[str]:
 
 
 class TaskEncoder:
-    def __init__(self, export: Export, spec: TaskSpec, max_len: int, stride: int, max_query_len: int = 64,
-                 segment: SegmentConfig | None = None) -> None:
+    def __init__(self, export: Export, spec: TaskSpec, max_len: int, stride: int, max_query_len: int = 64) -> None:
         if max_len > export.model.max_position:
-            raise ValueError(f"max_len {max_len} exceeds the model's max_position {export.model.max_position}")
+            raise ValueError(f"max_len {max_len} exceeds the max_position {export.model.max_position} of the model in "
+                             f"{export.folder} (it has no position embeddings beyond that); lower --max_len")
         self.spec, self.max_len, self.stride, self.max_query_len = spec, max_len, stride, max_query_len
         self.vocab = export.vocab
-        self.words = DocumentEncoder(export.vocab, export.pinyin, Segmenter(segment or SegmentConfig()),
+        self.normalize = Normalizer(export.text.normalize)
+        self.words = DocumentEncoder(export.vocab, export.pinyin, Segmenter(export.text.segment),
                                      PackConfig(max_len=max(max_len, 8)))
         self.word_ids = ({w: i for i, w in enumerate(export.word_tokens) if i >= len(export.vocab)}
                          if export.word_tokens is not None else None)
@@ -94,6 +100,8 @@ class TaskEncoder:
         return hit
 
     def tokens(self, text: str) -> list[Token]:
+        """Tokens of ``text`` with their spans in it (normalised as in pretraining, length kept)."""
+        text = self.normalize.aligned(text)
         out: list[Token] = []
         pos = 0
         for word in self.words.segmenter.cut(text):
@@ -114,10 +122,17 @@ class TaskEncoder:
             else:
                 self._span(n, ex, enc)
         enc.counts = {"examples": len(examples), "features": len(enc.features), "truncated": enc.truncated,
-                      "windowed": enc.windowed}
+                      "windowed": enc.windowed, "tokens": enc.tokens, "unk_tokens": enc.unk_tokens}
         if kind in ("token", "span"):
             enc.counts |= {"boundaries": enc.boundaries, "boundaries_inside_token": enc.boundaries_inside}
         return enc
+
+    def _read(self, text: str, enc: Encoded) -> list[Token]:
+        """``tokens``, counted (tokens and [UNK]s) into ``enc``."""
+        toks = self.tokens(text)
+        enc.tokens += len(toks)
+        enc.unk_tokens += sum(t[0] == self.vocab.unk_id for t in toks)
+        return toks
 
     def _wrap(self, n: int, a: list[Token], b: list[Token] | None, label, keep_spans: str) -> Feature:
         cls_, sep = self.vocab.cls_id, self.vocab.sep_id
@@ -131,8 +146,8 @@ class TaskEncoder:
         return Feature(n, [t[0] for t in toks], types, [t[1] for t in toks], spans, label)
 
     def _classification(self, n: int, ex: Example, enc: Encoded) -> None:
-        a = self.tokens(ex.text)
-        b = self.tokens(ex.text_pair) if ex.text_pair is not None else None
+        a = self._read(ex.text, enc)
+        b = self._read(ex.text_pair, enc) if ex.text_pair is not None else None
         room = self.max_len - (3 if b is not None else 2)
         if len(a) + len(b or []) > room:
             enc.truncated += 1
@@ -145,7 +160,7 @@ class TaskEncoder:
         enc.features.append(self._wrap(n, a, b, label, "a"))
 
     def _token(self, n: int, ex: Example, enc: Encoded) -> None:
-        toks = self.tokens(ex.text)
+        toks = self._read(ex.text, enc)
         tags = None
         if ex.entities is not None:
             tags = self.token_tags(toks, ex.entities, enc)
@@ -171,22 +186,22 @@ class TaskEncoder:
         return tags
 
     def _span(self, n: int, ex: Example, enc: Encoded) -> None:
-        q = self.tokens(ex.question or "")
+        q = self._read(ex.question or "", enc)
         if len(q) > self.max_query_len:
             enc.truncated += 1  # the question; the context is read in windows instead
             q = q[: self.max_query_len]
-        ctx = self.tokens(ex.text)
+        ctx = self._read(ex.text, enc)
         room = self.max_len - len(q) - 3
         if room < 16:
             raise ValueError(f"max_len {self.max_len} leaves {room} context tokens after the question; raise it")
         target = None
-        if ex.answers:
-            start, text = ex.answers[0]
-            end = start + len(text)
+        answer = next((a for a in ex.answers or [] if a[0] >= 0), None)  # the first one found in the context
+        if answer is not None:
+            start, end = answer[0], answer[0] + len(answer[1])
             enc.boundaries += 2
             enc.boundaries_inside += sum(any(s < x < e for _, _, s, e in ctx) for x in (start, end))
             inside = [i for i, (_, _, s, e) in enumerate(ctx) if e > start and s < end]
-            target = (inside[0], inside[-1]) if inside and start >= 0 else None
+            target = (inside[0], inside[-1]) if inside else None
         windows = list(range(0, max(len(ctx) - room, 0) + 1, self.stride))
         if windows[-1] + room < len(ctx):
             windows.append(len(ctx) - room)

@@ -5,7 +5,8 @@ AdamW with linear warm-up and decay, evaluation on dev after every epoch, the be
 Output of ``finetune`` (the comparison reads these names):
 
     <out>/seed-<s>/metrics.json         task, seed, mode, metric, dev {…}, test {…} (when test has labels),
-                                        trainable_params, total_params, wall_s, truncated, encoding counts
+                                        trainable_params, total_params, wall_s, truncated, encoding counts per
+                                        split ([UNK]s, dropped / changed examples, windows), the text settings
     <out>/seed-<s>/predictions.jsonl    one line per dev and test example: split, id, prediction, gold
     <out>/seed-<s>/<task>_predict.json  the CLUE submission file for the test split (CLUE 1.1's own name where it
                                         differs: tnews11_, ocnli_50k_, cluewsc11_predict.json)
@@ -28,7 +29,6 @@ import torch
 
 from zhbert.config import ConfigError, to_dict
 from zhbert.data.files import write_json
-from zhbert.data.segment import SegmentConfig
 from zhbert.export import Export, load_export
 from zhbert.finetune.encode import Encoded, TaskEncoder, collate, tag_names
 from zhbert.finetune.metrics import MAIN, accuracy, entity_f1, span_em_f1
@@ -79,9 +79,8 @@ class FinetuneConfig:
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
     device: str = "auto"
-    """auto (CUDA when available), cpu or cuda[:n]."""
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
-    """jieba settings; keep them as in pretraining, since pinyin and word ids depend on the words."""
+    """auto (CUDA when available), cpu or cuda[:n]. (Normalisation and jieba settings are not set here: they come
+    with the export, as its pretraining shards were prepared.)"""
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -105,27 +104,22 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
         torch.set_num_threads(cfg.threads)
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     export = load_export(model_dir)
+    encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)  # checks max_len first
     out_dir = Path(out_dir)
-    data = {s: read_split(spec, data_dir, s) for s in ("train", "dev", "test")}
+    reads: dict[str, dict[str, Any]] = {s: {} for s in ("train", "dev", "test")}
+    data = {s: read_split(spec, data_dir, s, reads[s]) for s in reads}
     if data["dev"] is None:
         raise FileNotFoundError(f"{data_dir}: no dev file {spec.files.get('dev')!r} for task {spec.name!r}; "
                                 "the best epoch is chosen on dev")
     if cfg.max_train:
         data["train"] = data["train"][: cfg.max_train]
-    encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len, cfg.segment)
     t0 = time.perf_counter()
     encoded = {s: encoder.encode(exs) for s, exs in data.items() if exs is not None}
-    counts = {s: e.counts for s, e in encoded.items()}
+    counts = {s: reads[s] | e.counts for s, e in encoded.items()}
     print(f"{spec.name}: {export.model.embedding} model {export.folder}, mode {cfg.mode}; "
           f"encoded in {time.perf_counter() - t0:.1f}s")
     for s, c in counts.items():
-        line = f"  {s:<5} {c['examples']:>6,} examples → {c['features']:>6,} inputs"
-        line += f"; {c['truncated']:,} truncated to {cfg.max_len} tokens" if c["truncated"] else ""
-        line += f"; {c['windowed']:,} read in several windows" if c["windowed"] else ""
-        if c.get("boundaries"):
-            line += (f"; {c['boundaries_inside_token']:,} of {c['boundaries']:,} entity/answer boundaries fall "
-                     f"inside a {'word' if export.model.embedding == 'word' else 'token'}")
-        print(line)
+        print(f"  {s:<5} " + _describe(c, cfg, export))
     scored_on = "test" if data["test"] and _labelled(spec, data["test"]) else "dev"
     per_seed = [_run_seed(cfg, export, spec, data, encoded, seed, out_dir / f"seed-{seed}", counts)
                 for seed in cfg.seeds]
@@ -140,6 +134,22 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
     print(f"{spec.name} {scored_on} {key}: {summary['mean']:.4f} ± {summary['std']:.4f} over seeds "
           f"{cfg.seeds} → {out_dir}")
     return summary
+
+
+def _describe(c: dict[str, Any], cfg: FinetuneConfig, export: Export) -> str:
+    """One split's encoding counts as a line: every example dropped or changed, every [UNK], every cut."""
+    line = f"{c['examples']:>6,} examples → {c['features']:>6,} inputs"
+    line += f", {c['unk_tokens']:,} [UNK] of {c['tokens']:,} tokens ({c['unk_tokens'] / max(c['tokens'], 1):.2%})"
+    line += "".join(f"; {n:,} dropped with label {label!r}" for label, n in c.get("dropped_labels", {}).items() if n)
+    line += f"; {c['answers_relocated']:,} answers moved to where their text is" if c.get("answers_relocated") else ""
+    line += f"; {c['answers_not_found']:,} answers not in their context" if c.get("answers_not_found") else ""
+    line += f" ({c['dropped_no_answer']:,} questions left out)" if c.get("dropped_no_answer") else ""
+    line += f"; {c['truncated']:,} truncated to {cfg.max_len} tokens" if c["truncated"] else ""
+    line += f"; {c['windowed']:,} read in several windows" if c["windowed"] else ""
+    if c.get("boundaries"):
+        line += (f"; {c['boundaries_inside_token']:,} of {c['boundaries']:,} entity/answer boundaries fall "
+                 f"inside a {'word' if export.model.embedding == 'word' else 'token'}")
+    return line
 
 
 def _labelled(spec: TaskSpec, examples: list[Example]) -> bool:
@@ -227,7 +237,7 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
     metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
                "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
                "wall_s": round(time.perf_counter() - t0, 2), "truncated": sum(c["truncated"] for c in counts.values()),
-               "encoding": counts}
+               "encoding": counts, "text": to_dict(export.text)}
     write_json(out / "metrics.json", metrics)
     return metrics
 

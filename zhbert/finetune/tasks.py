@@ -9,7 +9,7 @@ layouts those specs name, which turn files into ``Example`` records:
     squad    SQuAD-style json (CMRC2018): data → paragraphs → context + qas → question + answers
 
 Every reader error names the file and line, and every unknown name (task, field, label) is listed
-next to the known ones.
+next to the known ones. Every example dropped or changed on the way in is counted (``read_split``).
 """
 
 from __future__ import annotations
@@ -116,8 +116,17 @@ class TaskDataError(ValueError):
     """A data file that does not fit its task spec; the message names the file and line."""
 
 
-def read_split(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Example] | None:
-    """The examples of one split, or None when the split has no file in ``data_dir`` (test, dev)."""
+def read_split(spec: TaskSpec, data_dir: str | Path, split: str,
+               counts: dict[str, Any] | None = None) -> list[Example] | None:
+    """The examples of one split, or None when the split has no file in ``data_dir`` (test, dev).
+
+    What is dropped or changed on the way in is added to ``counts`` (the run prints it and keeps it in
+    metrics.json): ``dropped_labels`` {label: n} for the task's ``drop_labels`` (OCNLI / CMNLI "-");
+    ``answers_relocated``, answers whose ``answer_start`` does not point at them, moved to their first
+    occurrence; ``answers_not_found``, answers that are nowhere in their context: kept for scoring (by text, as
+    the official script scores), but a training question none of whose answers is in its context cannot be
+    trained and is left out, ``dropped_no_answer`` (BERT's run_squad skips them too)."""
+    counts = {} if counts is None else counts
     if split not in spec.files:
         return None
     path = Path(data_dir) / spec.files[split]
@@ -126,8 +135,10 @@ def read_split(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Example
             raise FileNotFoundError(f"{path}: no training file for task {spec.name!r} "
                                     f"(expected files: {spec.files})")
         return None
-    examples = READERS[spec.layout](spec, path)
+    examples = READERS[spec.layout](spec, path, counts)
     if spec.kind in ("classification", "pair"):
+        if spec.drop_labels:
+            counts["dropped_labels"] = {d: sum(e.label == d for e in examples) for d in spec.drop_labels}
         examples = [e for e in examples if e.label not in spec.drop_labels]
         bad: dict[str, str] = {}
         for e in examples:
@@ -147,6 +158,10 @@ def read_split(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Example
             raise TaskDataError(f"{path}: entity types outside the label set of {spec.name!r}: "
                                 f"{', '.join(f'{k!r} (first at {v})' for k, v in sorted(bad.items()))}; "
                                 f"known types: {spec.labels}")
+    if spec.kind == "span" and split == "train":
+        kept = [e for e in examples if e.answers is None or any(start >= 0 for start, _ in e.answers)]
+        counts["dropped_no_answer"] = len(examples) - len(kept)
+        examples = kept
     return examples
 
 
@@ -185,7 +200,7 @@ def _mark_spans(obj: dict, text: str, where: str) -> str:
     return text
 
 
-def _read_json(spec: TaskSpec, path: Path) -> list[Example]:
+def _read_json(spec: TaskSpec, path: Path, counts: dict[str, Any]) -> list[Example]:
     out = []
     for i, (lineno, obj) in enumerate(_json_lines(path)):
         where = f"{path}:{lineno}"
@@ -199,7 +214,7 @@ def _read_json(spec: TaskSpec, path: Path) -> list[Example]:
     return out
 
 
-def _read_tsv(spec: TaskSpec, path: Path) -> list[Example]:
+def _read_tsv(spec: TaskSpec, path: Path, counts: dict[str, Any]) -> list[Example]:
     out = []
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -213,7 +228,7 @@ def _read_tsv(spec: TaskSpec, path: Path) -> list[Example]:
     return out
 
 
-def _read_cluener(spec: TaskSpec, path: Path) -> list[Example]:
+def _read_cluener(spec: TaskSpec, path: Path, counts: dict[str, Any]) -> list[Example]:
     out = []
     for i, (lineno, obj) in enumerate(_json_lines(path)):
         where = f"{path}:{lineno}"
@@ -258,7 +273,7 @@ def tags_to_entities(tags: list[str], where: str = "", scheme: str = "bmes") -> 
     return out
 
 
-def _read_tags(spec: TaskSpec, path: Path) -> list[Example]:
+def _read_tags(spec: TaskSpec, path: Path, counts: dict[str, Any]) -> list[Example]:
     out: list[Example] = []
     chars: list[str] = []
     tags: list[str] = []
@@ -270,7 +285,10 @@ def _read_tags(spec: TaskSpec, path: Path) -> list[Example]:
                 char, sep, tag = line.rpartition(" ") if " " in line else line.rpartition("\t")
                 if not sep:
                     raise TaskDataError(f"{path}:{lineno}: expected 'char TAG', got {line!r}")
-                chars.append(char[:1] or " ")
+                if len(char) > 1:  # not one character a line: no repair can know which characters are the text
+                    raise TaskDataError(f"{path}:{lineno}: {char!r} is {len(char)} characters; a tags file has one "
+                                        "character and its tag per line (convert word-level files first)")
+                chars.append(char or " ")
                 tags.append(tag.strip())
                 first = first or lineno
             elif chars:
@@ -281,13 +299,14 @@ def _read_tags(spec: TaskSpec, path: Path) -> list[Example]:
     return out
 
 
-def _read_squad(spec: TaskSpec, path: Path) -> list[Example]:
+def _read_squad(spec: TaskSpec, path: Path, counts: dict[str, Any]) -> list[Example]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise TaskDataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise TaskDataError(f"{path}: expected SQuAD-style JSON {{\"data\": [{{\"paragraphs\": …}}]}}")
+    counts |= {"answers_relocated": 0, "answers_not_found": 0}
     out = []
     for article in data["data"]:
         for para in article["paragraphs"]:
@@ -301,6 +320,7 @@ def _read_squad(spec: TaskSpec, path: Path) -> list[Example]:
                         start = a.get("answer_start", -1)
                         if context[start:start + len(a["text"])] != a["text"]:  # CMRC has a few off-by-some
                             start = context.find(a["text"])
+                            counts["answers_relocated" if start >= 0 else "answers_not_found"] += 1
                         answers.append((start, a["text"]))
                 out.append(Example(qa["id"], context, question=qa["question"], answers=answers, where=where))
     return out

@@ -24,6 +24,7 @@ from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.shards import MANIFEST, load_shards, read_arrow
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import read_word_vocab
+from zhbert.export import TextSettings
 from zhbert.model.config import ModelConfig
 from zhbert.train.config import PretrainConfig
 
@@ -106,6 +107,7 @@ class Inputs:
     manifest: dict[str, Any]
     model: ModelConfig
     glyphs: GlyphTable | None
+    text: TextSettings  # how the shards' text was normalised and segmented: the export carries it to fine-tuning
 
 
 def check_inputs(cfg: PretrainConfig) -> Inputs:
@@ -117,7 +119,7 @@ def check_inputs(cfg: PretrainConfig) -> Inputs:
     check_lengths(cfg, model_cfg)
     uses = model_cfg.fusion_inputs if model_cfg.embedding == "fusion" else []
     glyphs = load_glyphs(cfg, vocabs) if "glyph" in uses else None
-    return Inputs(vocabs, manifest, model_cfg, glyphs)
+    return Inputs(vocabs, manifest, model_cfg, glyphs, TextSettings.of_shards(cfg.data.shards))
 
 
 def load_glyphs(cfg: PretrainConfig, vocabs: Vocabs) -> GlyphTable:

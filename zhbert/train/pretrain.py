@@ -206,7 +206,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             "tokens_per_s": counters["tokens"] / max(counters["train_seconds"], 1e-9),
             "eval": evals[-1] if evals else None, "rank_fingerprints": fingerprints, "memory_per_rank": memory,
             "ds_config": ds_config,
-        })
+        }, text=inputs.text)
         print(f"export: {export} (loads without DeepSpeed: ZhBertForPretraining.from_pretrained)", flush=True)
     log.close()
     ds.barrier()
