@@ -49,7 +49,8 @@ class TextSettings:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     """``user_dicts``: the dictionary files to load (in an export folder, its own copies)."""
     pypinyin: str = ""
-    """The pypinyin version whose dictionaries read the pinyin of the shards ('' when not recorded)."""
+    """The pypinyin version where the model was pretrained (whose dictionaries read the shards' pinyin when prep ran
+    there too; prep does not record it); '' when unknown."""
     assumed: bool = False
     """True when an export folder had no text.json and the defaults were assumed (see ``load``)."""
 
