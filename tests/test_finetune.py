@@ -491,6 +491,11 @@ def test_text_settings_travel_from_the_shards_through_the_export(tasks, vocab, t
     with pytest.raises(ConfigError, match="unknown key.*segment"):  # not a fine-tuning setting that could disagree
         load(FinetuneConfig, None, ["segment.hmm=false"])
 
+    saved["pypinyin"] = "0.1.0"  # pinyin read by another pypinyin: said, not hidden
+    (export / "text.json").write_text(json.dumps(saved), encoding="utf-8")
+    capsys.readouterr()
+    assert load_export(export).text.pypinyin == "0.1.0"
+    assert "pretrained with pinyin read by pypinyin 0.1.0" in capsys.readouterr().err
     (export / copy).write_text(f"{word} 1\n", encoding="utf-8")
     with pytest.raises(ValueError, match=f"{copy}: missing or changed since export"):
         load_export(export)

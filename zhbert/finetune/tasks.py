@@ -52,7 +52,7 @@ class TaskSpec:
     labels: list[str] = field(default_factory=list)
     """Classification: the label set, in head order. Token tasks: the entity types."""
     drop_labels: list[str] = field(default_factory=list)
-    """Labels whose examples are dropped when read (OCNLI / CMNLI: "-", no annotator majority)."""
+    """Labels whose examples are dropped when read, and counted (OCNLI / CMNLI: "-", no annotator majority)."""
     join: str = " "
     """Separator for list-valued text fields (CSL keywords)."""
     mark_spans: bool = False
