@@ -97,3 +97,21 @@ def test_compare_config_errors():
     for path in sorted((ROOT / "configs" / "compare").glob("*.toml")):
         cfg = load(CompareConfig, path)
         assert cfg.reference in [v.name for v in cfg.variants] and len(cfg.seeds) >= 3
+
+
+def test_config_text_keeps_odd_paths_exactly(tmp_path):
+    """Paths with quotes, backslashes and non-BMP characters reach the variant's pretrain.toml and the demo's
+    compare config unchanged."""
+    from zhbert.compare import CompareConfig, Variant, _write_pretrain_toml
+    from zhbert.train.config import PretrainConfig
+
+    odd = tmp_path / 'a "quoted" \\ dir 𩸽'
+    cfg = CompareConfig(name='it\'s "mini"', data=str(odd), pretrain=str(ROOT / "configs/pretrain/tiny.toml"))
+    toml = _write_pretrain_toml(cfg, Variant("char", str(ROOT / "configs/model/tiny-char.toml")), odd / "char")
+    pretrain = load(PretrainConfig, toml)
+    assert pretrain.data.shards == str(odd / "shards") and pretrain.output == str(odd / "char" / "pretrain")
+    assert pretrain.model.embedding == "char" and pretrain.steps == 200
+    from zhbert.demo import demo_compare_config
+
+    demo = demo_compare_config(odd)
+    assert demo.data == str(odd) and demo.tasks_dir == str(odd / "tasks")

@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from zhbert.config import ConfigError, config_hash, load
+from zhbert.config import ConfigError, config_hash, dump_toml, load, override, toml_value
 from zhbert.data.build import Steps
 from zhbert.data.files import read_json, write_json
 from zhbert.finetune.run import FinetuneConfig
@@ -110,7 +110,7 @@ def run_compare(cfg: CompareConfig) -> Path:
         steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
                   partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
 
-    finetune_cfg = load(FinetuneConfig, cfg.finetune, [f"seeds={cfg.seeds}"])
+    finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
     jobs = []
     for v in cfg.variants:
         export = runs / v.name / "pretrain" / "export"
@@ -191,12 +191,11 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     shards = data / ("shards-word" if _model_kind(v.model) == "word" else "shards")
     folder.mkdir(parents=True, exist_ok=True)
     toml = folder / "pretrain.toml"
-    toml.write_text(
-        f"# variant {v.name!r} of the comparison {cfg.name!r} (written by zhbert compare)\n"
-        f'extends = "{Path(cfg.pretrain).resolve()}"\noutput = "{(folder / "pretrain").resolve()}"\n\n'
-        f'[model]\nextends = "{Path(v.model).resolve()}"\n\n[masking]\nwhole_word_prob = {v.whole_word_prob}\n\n'
-        f'[data]\nshards = "{shards}"\nvocab = "{data / "vocab"}"\nglyphs = "{data / "glyphs"}"\n',
-        encoding="utf-8")
+    table = {"extends": str(Path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
+             "model": {"extends": str(Path(v.model).resolve())}, "masking": {"whole_word_prob": v.whole_word_prob},
+             "data": {"shards": str(shards), "vocab": str(data / "vocab"), "glyphs": str(data / "glyphs")}}
+    toml.write_text(f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
+                    f"compare)\n{dump_toml(table)}", encoding="utf-8")
     return toml
 
 
