@@ -139,8 +139,21 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def barrier() -> None:
-    dist.barrier()
+def lead_only(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on rank 0 alone and let every rank learn how it went: if it raised, every rank raises (rank 0 its
+    own error, the others one quoting it) instead of waiting in a later collective for a rank that has given up.
+    The gather also holds every rank until rank 0 is done."""
+    error: Exception | None = None
+    if dist.get_rank() == 0:
+        try:
+            fn()
+        except Exception as e:
+            error = e
+    failed = all_gather_object(None if error is None else f"{type(error).__name__}: {error}")[0]
+    if error is not None:
+        raise error
+    if failed is not None:
+        raise RuntimeError(f"rank 0 failed: {failed}")
 
 
 def save_checkpoint(engine: Any, folder: Path, step: int, client_state: dict[str, Any], keep: int) -> None:
