@@ -141,3 +141,34 @@ def test_killed_run_resumes_to_identical_shards(demo_corpus, vocab_dir, tmp_path
     assert not list(killed.rglob("*.tmp"))
     manifests = [json.loads((d / "manifest.json").read_text()) for d in (killed, tmp_path / "whole")]
     assert manifests[0] == manifests[1]
+
+
+def test_a_crash_between_a_shard_and_its_marker_redoes_the_shard(small_corpus, vocab_dir, tmp_path):
+    """Prep, change the config, crash while the first shard of the new config is written (its temporary file
+    cannot be created: a folder sits there), run again: every shard must hold the new config's rows, never the
+    old rows under the new key; and while the crashed run's shards are incomplete the folder must not look
+    finished."""
+    inputs, out = [small_corpus / "reviews.jsonl"], tmp_path / "out"
+    shorter = {"pack": {"max_len": 32}, "shard_chars": 10_000}
+    run_prep(config(inputs, out, vocab_dir, shard_chars=10_000))
+    blocker = out / "part-0000-of-0001" / "data-00000.arrow.tmp"
+    blocker.mkdir()
+    with pytest.raises(IsADirectoryError):
+        run_prep(config(inputs, out, vocab_dir, **shorter))
+    assert not (out / "manifest.json").exists() and not (out / "part-0000-of-0001" / "manifest.json").exists()
+    blocker.rmdir()
+    again = run_prep(config(inputs, out, vocab_dir, **shorter))
+    fresh = run_prep(config(inputs, tmp_path / "fresh", vocab_dir, **shorter))
+    assert max(map(len, load_shards(out)["input_ids"])) <= 32
+    assert arrow_bytes(out) == arrow_bytes(tmp_path / "fresh") and again["counts"] == fresh["counts"]
+
+
+def test_atomic_write_leaves_the_old_file_on_an_error(tmp_path):
+    from zhbert.data.files import atomic_write, write_text
+
+    path = tmp_path / "vocab.txt"
+    write_text(path, "old\n")
+    with pytest.raises(RuntimeError), atomic_write(path) as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["vocab.txt"]

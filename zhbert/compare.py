@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from zhbert.config import ConfigError, config_hash, dump_toml, load, override, toml_value
 from zhbert.data.build import Steps
-from zhbert.data.files import read_json, write_json
+from zhbert.data.files import read_json, write_json, write_text
 from zhbert.finetune.run import FinetuneConfig
 
 
@@ -212,7 +212,7 @@ def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
     if run.exists() and (not marker.exists() or marker.read_text() != key):
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key)
+    write_text(marker, key)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
     cmd = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(toml)]

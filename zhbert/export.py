@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.config import from_dict
-from zhbert.data.files import write_json
+from zhbert.data.files import atomic_write, write_json
 from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.vocab import CharVocab
@@ -52,15 +52,21 @@ def save_export(model: ZhBertModel, folder: str | Path, vocab_dir: str | Path, g
                 training: dict[str, Any] | None = None) -> Path:
     """Write ``model`` and the vocab files it was trained with into ``folder`` (see the module docstring)."""
     folder, vocab_dir = Path(folder), Path(vocab_dir)
+    (folder / TRAINING).unlink(missing_ok=True)  # the marker of a finished export goes first, comes back last
     model.save_pretrained(folder)
     names = ["tokenizer.json", "vocab.txt", PINYIN_VOCAB] + ([WORD_VOCAB] if model.cfg.embedding == "word" else [])
     for name in names:
-        shutil.copyfile(vocab_dir / name, folder / name)
+        _copy(vocab_dir / name, folder / name)
     if model.cfg.embedding == "fusion" and "glyph" in model.cfg.fusion_inputs and glyphs_dir is not None:
-        shutil.copyfile(Path(glyphs_dir) / GLYPH_SIDECAR, folder / GLYPH_SIDECAR)
+        _copy(Path(glyphs_dir) / GLYPH_SIDECAR, folder / GLYPH_SIDECAR)
     if training is not None:
         write_json(folder / TRAINING, training)
     return folder
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def load_export(folder: str | Path) -> Export:

@@ -43,7 +43,7 @@ from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.shards import (
     CHAR_VIEW,
     MANIFEST,
-    ArrowStream,
+    arrow_stream,
     finalize_folder,
     merge_ranks,
     part_name,
@@ -129,7 +129,7 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
         normalize = Normalizer(cfg.normalize)
         keep = DocumentFilter(cfg.filter, read_exclusions(cfg.filter.exclude, normalize))
         tally = Tally()
-        with ArrowStream(arrow, CLEAN) as stream:
+        with arrow_stream(arrow, CLEAN) as write:
             for i, path in enumerate(files):
                 before = tally.counts["documents_in"]
                 cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
@@ -146,9 +146,9 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
                     cols["source"].append(doc["source"])
                     cols["chars"].append(len(text) - text.count(" "))
                     if len(cols["id"]) == CLEAN_BATCH:
-                        stream.write(cols)
+                        write(cols)
                         cols = {k: [] for k in cols}
-                stream.write(cols)
+                write(cols)
                 inputs[i]["documents_in"] = tally.counts["documents_in"] - before
             write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
     return datasets.Dataset.from_file(str(arrow)), read_json(stats)
@@ -204,8 +204,8 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
     if len(enc):
         tally.add("words", int((np.maximum.reduceat(enc.word_ids, enc.offsets[:-1]) + 1).sum()))
     stats = {"key": key, "file": out.name, "documents": end - start, **tally.to_dict()}
-    write_json(stats_path, stats)
     write_arrow(out, cols, CHAR_VIEW)
+    write_json(stats_path, stats)  # the marker last: a crash before it leaves a shard that is redone
     return stats
 
 
@@ -242,6 +242,8 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0, up_to_date=True)
         return manifest
 
+    for marker in (part / MANIFEST, output / MANIFEST):  # the folder stops looking finished until it is again
+        marker.unlink(missing_ok=True)
     if docs.num_rows:
         # the encoder is built here once; forked workers inherit it with its dictionaries loaded
         example = _encoder(cfg).encode([docs[0]["text"]], Tally())

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from zhbert.data.files import read_json, tokens_sha256
+from zhbert.data.files import read_json, tokens_sha256, write_text
 from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_arrow, write_arrow
 from zhbert.data.vocab import CharVocab
 
@@ -83,11 +83,12 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     ranked = sorted(((n, w) for w, n in counts.items() if n >= min_count and w not in known),
                     key=lambda x: (-x[0], x[1]))
     word_tokens = tokens + [w for _, w in ranked[:size]]
-    (vocab_dir / WORD_VOCAB).write_text("\n".join(word_tokens) + "\n", encoding="utf-8")
+    write_text(vocab_dir / WORD_VOCAB, "\n".join(word_tokens) + "\n")
     word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
     word_sha = tokens_sha256(word_tokens)
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # the old view stops looking finished while its shards are replaced
     totals: Counter[str] = Counter()
     files = []
     for name, table in _shard_tables(shards):

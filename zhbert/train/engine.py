@@ -26,6 +26,7 @@ import deepspeed  # noqa: E402  (after the accelerator choice above)
 from deepspeed import comm as dist  # noqa: E402
 
 from zhbert.config import ConfigError, merge  # noqa: E402
+from zhbert.data.files import write_text  # noqa: E402
 from zhbert.train.config import PretrainConfig  # noqa: E402
 from zhbert.train.optim import adamw  # noqa: E402
 
@@ -163,9 +164,7 @@ def save_checkpoint(engine: Any, folder: Path, step: int, client_state: dict[str
     tag = f"step-{step:07d}"
     engine.save_checkpoint(str(folder), tag=tag, client_state=client_state, save_latest=False)  # ends in a barrier
     if dist.get_rank() == 0:
-        tmp = folder / f".{LATEST}.tmp"
-        tmp.write_text(tag)
-        os.replace(tmp, folder / LATEST)
+        write_text(folder / LATEST, tag)
         tags = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
         for old in tags[: max(0, tags.index(tag) + 1 - keep)]:
             shutil.rmtree(folder / old, ignore_errors=True)
