@@ -106,6 +106,32 @@ def test_rerun_is_up_to_date_and_two_workers_write_the_same_bytes(prepped, small
     assert arrow_bytes(two) == before and m2["counts"] == m["counts"]
 
 
+def test_a_user_dictionary_edited_in_place_changes_the_words(tmp_path, vocab_dir, capsys):
+    """The same path, new content: the re-run is not "up to date", and the new dictionary's word is used (the
+    encoder cached in this process is keyed by content too)."""
+    (tmp_path / "t.txt").write_text("他去银行取钱然后行走回家。\n", encoding="utf-8")
+    user_dict = tmp_path / "user.dict"
+    user_dict.write_text("银行\n", encoding="utf-8")
+    cfg = config([tmp_path / "t.txt"], tmp_path / "out", vocab_dir, segment={"user_dicts": [str(user_dict)]})
+    vocab = CharVocab.load(vocab_dir)
+
+    def words() -> list[str]:
+        row = load_shards(tmp_path / "out")[0]
+        spans: dict[int, str] = {}
+        for i, w in zip(row["input_ids"], row["word_ids"]):
+            if w >= 0:
+                spans[w] = spans.get(w, "") + vocab.tokens[i]
+        return list(spans.values())
+
+    run_prep(cfg)
+    assert "钱然后" not in words()
+    user_dict.write_text("银行\n钱然后 100000\n", encoding="utf-8")
+    capsys.readouterr()
+    run_prep(cfg)
+    assert "up to date" not in capsys.readouterr().out
+    assert words() == ["他", "去", "银行", "取", "钱然后", "行走", "回家", "。"]
+
+
 def test_ranks_each_take_files_and_merge(small_corpus, vocab_dir, tmp_path):
     cfg = config([small_corpus], tmp_path / "out", vocab_dir)
     parts = [run_prep(cfg, rank=r, world_size=2) for r in (0, 1)]

@@ -49,6 +49,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_files(paths: Iterable[str | Path]) -> list[str]:
+    """Hashes of files a key depends on (user dictionaries, exclusion lists): edited in place, a file keeps its
+    path, so a key must hold its content."""
+    return [sha256_file(Path(p)) for p in paths]
+
+
+def folder_sha256(folder: Path) -> str:
+    """A folder's identity: the relative paths and hashes of its files, in path order."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(p)))
+    return h.hexdigest()
+
+
 def tokens_sha256(tokens: Iterable[str]) -> str:
     """Hash of an ordered token list (line i = id i): what a table's rows mean, independent of file layout."""
     return hashlib.sha256("\n".join(tokens).encode()).hexdigest()

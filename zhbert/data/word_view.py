@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from zhbert.data.files import read_json, tokens_sha256, write_text
+from zhbert.data.files import read_json, sha256_file, tokens_sha256, write_text
 from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_arrow, write_arrow
 from zhbert.data.vocab import CharVocab
 
@@ -122,7 +122,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     manifest = {
         "format": FORMAT,
         "config_hash": hashlib.sha256(f"{char_manifest['config_hash']}{word_sha}".encode()).hexdigest()[:16],
-        "char_view": {"config_hash": char_manifest["config_hash"], "folder": str(shards)},
+        "char_view": {"config_hash": char_manifest["config_hash"], "manifest_sha256": sha256_file(shards / MANIFEST),
+                      "folder": str(shards)},
         "vocab": {"char_sha256": vocab.sha256, "word_sha256": word_sha, "word_size": len(word_tokens),
                   "multi_char_words": len(word_tokens) - len(tokens), "size": size, "min_count": min_count},
         "counts": dict(totals) | {"char_view_tokens": char_manifest["counts"]["tokens"]},
