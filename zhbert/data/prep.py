@@ -220,6 +220,8 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     t0 = time.perf_counter()
     vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
     docs, clean_stats = clean_documents(cfg, rank, world_size)
+    if not docs.num_rows:
+        raise ValueError(f"no documents to encode: {_nothing_kept(clean_stats)}; no shards written")
     # config_hash: what the data means (same on every rank, checked by the merge), with the files the config
     # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
     # mistaken for finished work.
@@ -288,6 +290,16 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         manifest = merge_ranks(output)
     print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0)
     return manifest
+
+
+def _nothing_kept(clean_stats: dict[str, Any]) -> str:
+    """Why the clean stage kept nothing, in words: what the inputs held, why it was dropped, what was refused."""
+    tally = Tally.from_dict(clean_stats["tally"])
+    why = ", ".join(f"{n:,} {reason}" for reason, n in tally.dropped.items())
+    parts = [f"{', '.join(Path(i['path']).name for i in clean_stats['inputs'])} held "
+             f"{tally.counts['documents_in']:,} document(s)" + (f", all dropped ({why})" if why else "")
+             ] if clean_stats["inputs"] else []
+    return "; ".join(parts + [f"refused {r['reason']}" for r in clean_stats["refused_files"]])
 
 
 def print_summary(manifest: dict[str, Any], folder: Path, seconds: float, up_to_date: bool = False) -> None:
