@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zhbert.config import ConfigError, load
+from zhbert.config import ConfigError, dump_toml, load
 
 ROOT = Path(__file__).parent.parent
 TASKS = ["sentiment", "msra_ner"]
@@ -27,22 +27,24 @@ def tasks_dir(tmp_path_factory) -> Path:
     return out
 
 
-def compare_cmd(built: Path, tasks: Path, out: Path) -> list[str]:
+def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TASKS,
+                variants: tuple[tuple[str, str], ...] = (("char", "tiny-char"), ("word", "tiny-word"),
+                                                         ("fusion", "tiny-fusion"),
+                                                         ("fusion-pinyin", "tiny-fusion-pinyin")),
+                ranks: int = 2) -> list[str]:
     """A compare config for a minimal budget: 6 pretraining steps, 1 epoch on 96 training examples."""
-    (out / "pretrain.toml").write_text(
-        f'extends = "{ROOT / "configs/pretrain/tiny.toml"}"\n'
-        "steps = 6\nbatch_size = 16\nmicro_batch = 8\nlog_every = 3\neval_every = 3\nsave_every = 6\n"
-        "tensorboard = false\n[data]\neval_percent = 5.0\neval_sequences = 32\n")
-    (out / "finetune.toml").write_text(f'extends = "{ROOT / "configs/finetune/tiny.toml"}"\nepochs = 1\n'
-                                       "max_train = 96\n")
-    settings = {"name": "mini", "runs": out / "runs", "reports": out / "reports", "data": built,
-                "tasks_dir": tasks, "pretrain": out / "pretrain.toml", "finetune": out / "finetune.toml"}
-    variants = [("char", "tiny-char"), ("word", "tiny-word"), ("fusion", "tiny-fusion"),
-                ("fusion-pinyin", "tiny-fusion-pinyin")]
+    (out / "pretrain.toml").write_text(dump_toml({
+        "extends": str(ROOT / "configs/pretrain/tiny.toml"), "steps": 6, "batch_size": 16, "micro_batch": 8,
+        "log_every": 3, "eval_every": 3, "save_every": 6, "tensorboard": False,
+        "data": {"eval_percent": 5.0, "eval_sequences": 32}}))
+    (out / "finetune.toml").write_text(dump_toml({"extends": str(ROOT / "configs/finetune/tiny.toml"), "epochs": 1,
+                                                  "max_train": 96}))
     config = out / "mini.toml"
-    config.write_text("\n".join([
-        *(f'{k} = "{v}"' for k, v in settings.items()), f"tasks = {json.dumps(TASKS)}", "seeds = [1, 2]",
-        "ranks = 2", *(f'[[variants]]\nname = "{n}"\nmodel = "configs/model/{m}.toml"' for n, m in variants)]))
+    config.write_text(dump_toml({
+        "name": "mini", "runs": str(out / "runs"), "reports": str(out / "reports"), "data": str(built),
+        "tasks_dir": str(tasks), "pretrain": str(out / "pretrain.toml"), "finetune": str(out / "finetune.toml"),
+        "tasks": task_names, "seeds": [1, 2], "ranks": ranks,
+        "variants": [{"name": n, "model": f"configs/model/{m}.toml"} for n, m in variants]}))
     return [sys.executable, "-m", "zhbert", "compare", "--config", str(config)]
 
 
@@ -85,6 +87,48 @@ def test_a_second_run_redoes_nothing(compared):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.count(": up to date") == 4 + 4 * len(TASKS)
     assert "$ " not in done.stdout  # no pretraining was launched
+
+
+@pytest.fixture(scope="module")
+def clue_tasks(tmp_path_factory) -> Path:
+    """An AFQMC folder as CLUE distributes it — train/dev/test.json, test without labels, no manifest.json —
+    made of rows of the bundled idiom_pair task, which has the same layout."""
+    from zhbert.finetune.bundled import build_tasks
+
+    bundled, out = tmp_path_factory.mktemp("bundled"), tmp_path_factory.mktemp("clue")
+    build_tasks(bundled, names=["idiom_pair"])
+    (out / "afqmc").mkdir()
+    for split, n in (("train", 96), ("dev", 64), ("test", 64)):
+        rows = [json.loads(line) for line in (bundled / "idiom_pair" / f"{split}.json").open(encoding="utf-8")][:n]
+        if split == "test":
+            rows = [{k: v for k, v in row.items() if k != "label"} for row in rows]
+        (out / "afqmc" / f"{split}.json").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                                     encoding="utf-8")
+    return out
+
+
+@pytest.mark.slow
+def test_a_clue_task_folder_and_no_word_view(built_data, clue_tasks, tmp_path):
+    """A registered CLUE task in its own folder (no `zhbert tasks build` manifest) and data without shards-word/,
+    which no variant here needs: the comparison runs, and fine-tuning is keyed by the task files' content."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("vocab", "glyphs", "shards"):
+        (data / name).symlink_to(built_data / name)
+    cmd = compare_cmd(data, clue_tasks, tmp_path, ["afqmc"], (("char", "tiny-char"),), ranks=1)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = tmp_path / "runs" / "mini" / "char" / "finetune" / "afqmc"
+    summary = json.loads((runs / "summary.json").read_text())
+    assert summary["split"] == "dev" and len(summary["per_seed"]) == 2  # CLUE's test labels are not public
+    assert len((runs / "seed-1" / "afqmc_predict.json").read_text().splitlines()) == 64
+    assert (tmp_path / "reports" / "mini" / "report.md").exists()
+
+    with (clue_tasks / "afqmc" / "dev.json").open("a", encoding="utf-8") as f:  # new task data, same paths
+        f.write(json.dumps({"id": 64, "sentence1": "一心一意", "sentence2": "心思、意念专一。", "label": "1"},
+                           ensure_ascii=False) + "\n")
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "── pretrain char: up to date" in again.stdout and "finetune char afqmc: up to date" not in again.stdout
 
 
 def test_compare_config_errors():

@@ -6,7 +6,8 @@ optimizer) and differs only in its model file and masking; each is then fine-tun
 same seeds, and zhbert.report writes the table, plots and the seed-spread verdicts. Each pretraining run goes
 through the real launcher (``deepspeed --num_gpus ranks``) as a user would start it, with its resolved config
 written beside it; every step is keyed by the hash of what determines it, so a re-run redoes only what changed
-and an interrupted pretraining run resumes from its last checkpoint.
+and an interrupted pretraining run resumes from its last checkpoint. Keys hold data by content: the manifest of the
+shards a variant trains on, the pretrained weights and the task folder's files.
 
 Layout: ``<runs>/<name>/compare.json``, ``<variant>/pretrain.toml``, ``<variant>/pretrain/`` (run folder with
 export/), ``<variant>/finetune/<task>/`` (per seed and summary.json); the report in ``<reports>/<name>/``.
@@ -31,8 +32,11 @@ from typing import NamedTuple
 
 from zhbert.config import ConfigError, config_hash, dump_toml, load, override, toml_value
 from zhbert.data.build import Steps
-from zhbert.data.files import read_json, write_json, write_text
+from zhbert.data.files import folder_sha256, sha256_file, write_json, write_text
+from zhbert.data.shards import MANIFEST
 from zhbert.finetune.run import FinetuneConfig
+from zhbert.finetune.tasks import get_task
+from zhbert.model.model import WEIGHTS_FILE
 
 
 @dataclass
@@ -69,12 +73,13 @@ class CompareConfig:
     ranks: int = 2
     """Processes per pretraining run, started by the deepspeed launcher (1: a plain process)."""
     data: str = "data/demo"
-    """Work folder with vocab/, glyphs/, shards/ (char view) and shards-word/ (word view)."""
+    """Work folder with vocab/, glyphs/, shards/ (char view) and, for word variants, shards-word/ (word view)."""
     finetune: str = "configs/finetune/tiny.toml"
     """Fine-tuning settings shared by every task and variant; ``seeds`` below replaces its seeds."""
     tasks: list[str] = field(default_factory=lambda: ["sentiment", "idiom_pair", "msra_ner", "cluener"])
     tasks_dir: str = "data/demo/tasks"
-    """Where `zhbert tasks build` wrote the task folders."""
+    """A folder with one folder per task, named after the registered task (`zhbert tasks list`): the bundled ones
+    from `zhbert tasks build`, or CLUE's as downloaded (tnews/, afqmc/, …)."""
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     """Fine-tuning seeds, the same for every variant, so scores pair up by seed."""
     reference: str = "char"
@@ -97,27 +102,34 @@ def run_compare(cfg: CompareConfig) -> Path:
     """Pretrain and fine-tune every variant (skipping what is done), then write the report; returns its folder."""
     from zhbert.train.config import PretrainConfig
 
-    runs, data, tasks = Path(cfg.runs) / cfg.name, Path(cfg.data), Path(cfg.tasks_dir)
+    runs, tasks = Path(cfg.runs) / cfg.name, Path(cfg.tasks_dir)
+    specs = {t: get_task(t) for t in cfg.tasks}  # registered tasks only: an unknown name lists the known ones
     missing = [t for t in cfg.tasks if not (tasks / t).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{tasks}: no task folder for {missing}; build them with "
-                                f"`zhbert tasks build --out {tasks}`")
+        raise FileNotFoundError(f"{tasks}: no folder for task(s) {missing} (one folder per task, named after it: "
+                                f"the bundled ones from `zhbert tasks build --out {tasks}`, or CLUE's as downloaded)")
+    shards = {v.name: _shards(cfg, v) for v in cfg.variants}
+    absent = sorted({str(s) for s in shards.values() if not (s / MANIFEST).exists()})
+    if absent:
+        raise FileNotFoundError(f"no {MANIFEST} in {', '.join(absent)}: prepare the shards the variants train on "
+                                "(`zhbert prep`; the word view: `zhbert vocab word`)")
     steps = Steps(runs)
     for v in cfg.variants:
         folder = runs / v.name
         toml = _write_pretrain_toml(cfg, v, folder)
-        key = config_hash(load(PretrainConfig, toml), _shards_key(data))
+        key = config_hash(load(PretrainConfig, toml), sha256_file(shards[v.name] / MANIFEST))  # the data by content
         steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
                   partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
 
     finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
+    task_data = {t: folder_sha256(tasks / t) for t in cfg.tasks}  # the files, whoever wrote them
     jobs = []
     for v in cfg.variants:
         export = runs / v.name / "pretrain" / "export"
-        trained = read_json(export / "training.json")["config_hash"]
+        weights = sha256_file(export / WEIGHTS_FILE)
         for task in cfg.tasks:
             job = _Job(f"finetune {v.name} {task}", export, task, tasks / task, runs / v.name / "finetune" / task,
-                       config_hash(finetune_cfg, trained, read_json(tasks / "manifest.json")["tasks"].get(task), task))
+                       config_hash(finetune_cfg, weights, specs[task], task_data[task]))
             if steps.current(job.name, job.key, [job.out / "summary.json"]):
                 print(f"── {job.name}: up to date")
             else:
@@ -188,7 +200,7 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     """The variant's pretraining config: the shared file, its model, its masking, the data — written next to
     its run so that anyone can re-launch it by hand."""
     data = Path(cfg.data).resolve()
-    shards = data / ("shards-word" if _model_kind(v.model) == "word" else "shards")
+    shards = _shards(cfg, v)
     folder.mkdir(parents=True, exist_ok=True)
     toml = folder / "pretrain.toml"
     table = {"extends": str(Path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
@@ -199,9 +211,9 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     return toml
 
 
-def _shards_key(data: Path) -> list[str]:
-    """What the data a run trained on is: the manifests' config hashes (vocab hashes are inside them)."""
-    return [read_json(data / s / "manifest.json")["config_hash"] for s in ("shards", "shards-word")]
+def _shards(cfg: CompareConfig, v: Variant) -> Path:
+    """The shards variant ``v`` trains on: the word view for a word model, else the char view."""
+    return Path(cfg.data).resolve() / ("shards-word" if _model_kind(v.model) == "word" else "shards")
 
 
 def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
