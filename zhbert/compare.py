@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from zhbert.config import ConfigError, config_hash, dump_toml, load, override, toml_value
+from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load, override, toml_value
 from zhbert.data.build import Steps
 from zhbert.data.files import folder_sha256, sha256_file, write_json, write_text
 from zhbert.data.shards import MANIFEST
@@ -203,8 +203,9 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     shards = _shards(cfg, v)
     folder.mkdir(parents=True, exist_ok=True)
     toml = folder / "pretrain.toml"
-    table = {"extends": str(Path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
-             "model": {"extends": str(Path(v.model).resolve())}, "masking": {"whole_word_prob": v.whole_word_prob},
+    table = {"extends": str(config_path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
+             "model": {"extends": str(config_path(v.model).resolve())},
+             "masking": {"whole_word_prob": v.whole_word_prob},
              "data": {"shards": str(shards), "vocab": str(data / "vocab"), "glyphs": str(data / "glyphs")}}
     toml.write_text(f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
                     f"compare)\n{dump_toml(table)}", encoding="utf-8")

@@ -29,6 +29,27 @@ class ConfigError(ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
+def shipped(name: Literal["configs", "fonts"]) -> Path:
+    """A folder shipped with zhbert: inside the installed package (the wheel maps the repository's configs/ and
+    fonts/ to zhbert/configs and zhbert/fonts), or at the root of a source checkout (editable install, PYTHONPATH)."""
+    package = Path(__file__).resolve().parent
+    for folder in (package / name, package.parent / name):
+        if folder.is_dir() and (folder.parent == package or (package.parent / "pyproject.toml").exists()):
+            return folder
+    raise FileNotFoundError(f"zhbert's {name}/ folder is missing: neither {package / name} (an installed wheel) "
+                            f"nor {package.parent / name} (a source checkout) exists; reinstall zhbert")
+
+
+def config_path(path: str | Path) -> Path:
+    """A config file as named by a user or another config: as given when it exists, else a relative
+    ``configs/…`` path is read from the configs shipped with zhbert, so ``configs/pretrain/tiny.toml`` works from
+    any folder and from an installed wheel."""
+    path = Path(path)
+    if path.exists() or path.is_absolute() or path.parts[:1] != ("configs",):
+        return path
+    return shipped("configs").joinpath(*path.parts[1:])
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a (possibly partial) dict, checking keys and types."""
     hints = typing.get_type_hints(cls)
@@ -109,7 +130,7 @@ def read_toml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     ``extends = "other.toml"`` (a path relative to this file, or a list of them) is that file's
     contents with this table's keys merged over them. So ``configs/pretrain/tiny-fusion.toml`` can say
     ``extends = "tiny.toml"`` and, under ``[model]``, ``extends = "../model/tiny-fusion.toml"``."""
-    path = Path(path).resolve()
+    path = config_path(path).resolve()
     if path in seen:
         raise ConfigError(f"{path}: extends itself (through {' → '.join(p.name for p in seen)})")
     try:

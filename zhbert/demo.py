@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zhbert.config import config_hash, load, override
+from zhbert.config import config_hash, load, override, shipped
 from zhbert.data.build import Steps, build_dataset
 from zhbert.data.files import sha256_file
 from zhbert.data.prep import PrepConfig
@@ -22,7 +22,7 @@ from zhbert.data.shards import MANIFEST
 if TYPE_CHECKING:
     from zhbert.compare import CompareConfig
 
-COMPARE_CONFIG = Path(__file__).parent.parent / "configs" / "compare" / "tiny.toml"
+COMPARE_CONFIG = shipped("configs") / "compare" / "tiny.toml"
 
 
 def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[str] | None = None) -> Path:

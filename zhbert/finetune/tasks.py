@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from zhbert.config import ConfigError, load, override
+from zhbert.config import ConfigError, load, override, shipped
 
-TASKS_DIR = Path(__file__).resolve().parents[2] / "configs" / "tasks"
+TASKS_DIR = shipped("configs") / "tasks"
 SPLITS = ("train", "dev", "test")
 
 
