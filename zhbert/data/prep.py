@@ -242,10 +242,9 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
 
     for marker in (part / MANIFEST, output / MANIFEST):  # the folder stops looking finished until it is again
         marker.unlink(missing_ok=True)
-    if docs.num_rows:
-        # the encoder is built here once; forked workers inherit it with its dictionaries loaded
-        example = _encoder(cfg).encode([docs[0]["text"]], Tally())
-        print("example │", describe(example.sequence(0), vocab, pinyin))
+    # the encoder is built here once; forked workers inherit it with its dictionaries loaded
+    example = _encoder(cfg).encode([docs[0]["text"]], Tally())
+    print("example │", describe(example.sequence(0), vocab, pinyin))
     chars = docs.data.column("chars").to_pylist()
     plan = _shard_plan(chars, cfg.shard_chars)
     clean_file = docs.cache_files[0]["filename"]
