@@ -47,7 +47,8 @@ def config_path(path: str | Path) -> Path:
     path = Path(path)
     if path.exists() or path.is_absolute() or path.parts[:1] != ("configs",):
         return path
-    return shipped("configs").joinpath(*path.parts[1:])
+    inside = shipped("configs").joinpath(*path.parts[1:])
+    return inside if inside.exists() else path  # neither: the error names the path as the user wrote it
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:

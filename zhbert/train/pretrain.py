@@ -228,6 +228,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     ds.lead_only(write_export)
     log.close()
+    ds.barrier()  # the last collective must hold no tensors (see engine.barrier)
     return export
 
 
