@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from zhbert.config import override
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -34,7 +36,7 @@ def run(config: Path, stage: int, out: Path, args: argparse.Namespace) -> dict:
                  "data.shards": str(work / ("shards-word" if "word" in config.name else "shards"))}
     cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(29600 + stage),
            "--module", "zhbert", "pretrain", "--config", str(config),
-           *(f"--{k}={json.dumps(v)}" for k, v in overrides.items())]
+           *(f"--{override(k, v)}" for k, v in overrides.items())]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         sys.exit(done.stdout[-3000:] + done.stderr[-3000:])

@@ -4,6 +4,8 @@ vanishes silently: documents in = documents kept + documents dropped by reason."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,30 @@ def test_emoji_and_extension_b_survive_as_tokens(bad_run, vocab_dir):
     tokens = json.loads((vocab_dir / "tokenizer.json").read_text())["model"]["vocab"]
     assert row["input_ids"].count(tokens["[UNK]"]) >= 2  # 𩸽 and the emoji are not in this corpus' vocab
     assert len(row["input_ids"]) == len(row["word_ids"]) == len(row["pinyin_ids"])
+
+
+def cli_prep(vocab_dir: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zhbert", "prep", "--vocab", str(vocab_dir), "--out", str(out), *args],
+                          capture_output=True, text=True)
+
+
+def test_every_fixture_through_the_cli(tmp_path, vocab_dir):
+    """The folder of all fixtures through `python -m zhbert prep`: the same counts as the library run above."""
+    done = cli_prep(vocab_dir, tmp_path / "out", "--on_bad_file=skip", "--filter.dedup=false", str(BAD))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert_nothing_lost(manifest)
+    assert manifest["counts"]["dropped"] == {"bad_json": 1, "no_text_field": 2, "too_few_hanzi": 1, "undecodable": 1}
+    assert [Path(r["path"]).name for r in manifest["refused_files"]] == ["binary.txt"]
+    assert "REFUSED" in done.stdout and f"documents  {manifest['counts']['documents_in']:,} in" in done.stdout
+
+
+@pytest.mark.parametrize("name, message", [
+    ("empty.txt", "no documents to encode: empty.txt held 0 document(s); no shards written"),
+    ("binary.txt", "binary.txt: looks binary"),
+])
+def test_a_fixture_alone_ends_in_a_message_not_a_traceback(tmp_path, vocab_dir, name, message):
+    """Where a fixture on its own ends differently from the folder run: an error message and exit code 1."""
+    done = cli_prep(vocab_dir, tmp_path / "out", str(BAD / name))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert message in done.stderr and not (tmp_path / "out" / "manifest.json").exists()

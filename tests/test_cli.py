@@ -42,7 +42,7 @@ def test_paths_with_quotes_and_backslashes_reach_the_config(tmp_path):
     from zhbert.config import load
     from zhbert.data.prep import PrepConfig
 
-    odd = str(tmp_path / 'a "quoted" \\ dir')
+    odd = str(tmp_path / 'a "quoted" \\ dir 𩸽😀')  # beyond the BMP: json.dumps writes surrogates TOML refuses
     args, _ = build_parser().parse_known_args(["prep", odd, "--out", odd, "--num-proc", "2", "--encoding", "gb18030"])
     cfg = load(PrepConfig, None, _prep_flag_overrides(args))
     assert cfg.inputs == [odd] and cfg.output == odd and cfg.num_proc == 2 and cfg.read.encoding == "gb18030"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zhbert.config import ConfigError, load
+from zhbert.config import ConfigError, dump_toml, load
 from zhbert.train.metrics import read_metrics
 
 ROOT = Path(__file__).parent.parent
@@ -28,23 +28,24 @@ def tasks_dir(tmp_path_factory) -> Path:
     return out
 
 
-def compare_cmd(built: Path, tasks: Path, out: Path) -> list[str]:
+def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TASKS,
+                variants: tuple[tuple[str, str, float], ...] = (
+                    ("char", "tiny-char", 1.0), ("word", "tiny-word", 1.0), ("fusion", "tiny-fusion", 1.0),
+                    ("fusion-pinyin", "tiny-fusion-pinyin", 0.0)),  # the last one also trains with char masking
+                ranks: int = 2) -> list[str]:
     """A compare config for a minimal budget: 6 pretraining steps, 1 epoch on 96 training examples."""
-    (out / "pretrain.toml").write_text(
-        f'extends = "{ROOT / "configs/pretrain/tiny.toml"}"\n'
-        "steps = 6\nbatch_size = 16\nmicro_batch = 8\nlog_every = 3\neval_every = 3\nsave_every = 6\n"
-        "tensorboard = false\n[data]\neval_percent = 5.0\neval_sequences = 32\n")
-    (out / "finetune.toml").write_text(f'extends = "{ROOT / "configs/finetune/tiny.toml"}"\nepochs = 1\n'
-                                       "max_train = 96\n")
-    settings = {"name": "mini", "runs": out / "runs", "reports": out / "reports", "data": built,
-                "tasks_dir": tasks, "pretrain": out / "pretrain.toml", "finetune": out / "finetune.toml"}
-    variants = [("char", "tiny-char", 1.0), ("word", "tiny-word", 1.0), ("fusion", "tiny-fusion", 1.0),
-                ("fusion-pinyin", "tiny-fusion-pinyin", 0.0)]  # the last one also trains with char masking
+    (out / "pretrain.toml").write_text(dump_toml({
+        "extends": str(ROOT / "configs/pretrain/tiny.toml"), "steps": 6, "batch_size": 16, "micro_batch": 8,
+        "log_every": 3, "eval_every": 3, "save_every": 6, "tensorboard": False,
+        "data": {"eval_percent": 5.0, "eval_sequences": 32}}))
+    (out / "finetune.toml").write_text(dump_toml({"extends": str(ROOT / "configs/finetune/tiny.toml"), "epochs": 1,
+                                                  "max_train": 96}))
     config = out / "mini.toml"
-    config.write_text("\n".join([
-        *(f'{k} = "{v}"' for k, v in settings.items()), f"tasks = {json.dumps(TASKS)}", "seeds = [1, 2]",
-        "ranks = 2", *(f'[[variants]]\nname = "{n}"\nmodel = "configs/model/{m}.toml"\nwhole_word_prob = {w}'
-                       for n, m, w in variants)]))
+    config.write_text(dump_toml({
+        "name": "mini", "runs": str(out / "runs"), "reports": str(out / "reports"), "data": str(built),
+        "tasks_dir": str(tasks), "pretrain": str(out / "pretrain.toml"), "finetune": str(out / "finetune.toml"),
+        "tasks": task_names, "seeds": [1, 2], "ranks": ranks,
+        "variants": [{"name": n, "model": f"configs/model/{m}.toml", "whole_word_prob": w} for n, m, w in variants]}))
     return [sys.executable, "-m", "zhbert", "compare", "--config", str(config)]
 
 
@@ -110,6 +111,48 @@ def test_a_second_run_redoes_nothing(compared):
     assert "$ " not in done.stdout  # no pretraining was launched
 
 
+@pytest.fixture(scope="module")
+def clue_tasks(tmp_path_factory) -> Path:
+    """An AFQMC folder as CLUE distributes it — train/dev/test.json, test without labels, no manifest.json —
+    made of rows of the bundled idiom_pair task, which has the same layout."""
+    from zhbert.finetune.bundled import build_tasks
+
+    bundled, out = tmp_path_factory.mktemp("bundled"), tmp_path_factory.mktemp("clue")
+    build_tasks(bundled, names=["idiom_pair"])
+    (out / "afqmc").mkdir()
+    for split, n in (("train", 96), ("dev", 64), ("test", 64)):
+        rows = [json.loads(line) for line in (bundled / "idiom_pair" / f"{split}.json").open(encoding="utf-8")][:n]
+        if split == "test":
+            rows = [{k: v for k, v in row.items() if k != "label"} for row in rows]
+        (out / "afqmc" / f"{split}.json").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                                     encoding="utf-8")
+    return out
+
+
+@pytest.mark.slow
+def test_a_clue_task_folder_and_no_word_view(built_data, clue_tasks, tmp_path):
+    """A registered CLUE task in its own folder (no `zhbert tasks build` manifest) and data without shards-word/,
+    which no variant here needs: the comparison runs, and fine-tuning is keyed by the task files' content."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("vocab", "glyphs", "shards"):
+        (data / name).symlink_to(built_data / name)
+    cmd = compare_cmd(data, clue_tasks, tmp_path, ["afqmc"], (("char", "tiny-char", 1.0),), ranks=1)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = tmp_path / "runs" / "mini" / "char" / "finetune" / "afqmc"
+    summary = json.loads((runs / "summary.json").read_text())
+    assert summary["split"] == "dev" and len(summary["per_seed"]) == 2  # CLUE's test labels are not public
+    assert len((runs / "seed-1" / "afqmc_predict.json").read_text().splitlines()) == 64
+    assert (tmp_path / "reports" / "mini" / "report.md").exists()
+
+    with (clue_tasks / "afqmc" / "dev.json").open("a", encoding="utf-8") as f:  # new task data, same paths
+        f.write(json.dumps({"id": 64, "sentence1": "一心一意", "sentence2": "心思、意念专一。", "label": "1"},
+                           ensure_ascii=False) + "\n")
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "── pretrain char: up to date" in again.stdout and "finetune char afqmc: up to date" not in again.stdout
+
+
 def test_compare_config_errors():
     from zhbert.compare import CompareConfig
 
@@ -120,3 +163,21 @@ def test_compare_config_errors():
     for path in sorted((ROOT / "configs" / "compare").glob("*.toml")):
         cfg = load(CompareConfig, path)
         assert cfg.reference in [v.name for v in cfg.variants] and len(cfg.seeds) >= 3
+
+
+def test_config_text_keeps_odd_paths_exactly(tmp_path):
+    """Paths with quotes, backslashes and non-BMP characters reach the variant's pretrain.toml and the demo's
+    compare config unchanged."""
+    from zhbert.compare import CompareConfig, Variant, _write_pretrain_toml
+    from zhbert.train.config import PretrainConfig
+
+    odd = tmp_path / 'a "quoted" \\ dir 𩸽'
+    cfg = CompareConfig(name='it\'s "mini"', data=str(odd), pretrain=str(ROOT / "configs/pretrain/tiny.toml"))
+    toml = _write_pretrain_toml(cfg, Variant("char", str(ROOT / "configs/model/tiny-char.toml")), odd / "char")
+    pretrain = load(PretrainConfig, toml)
+    assert pretrain.data.shards == str(odd / "shards") and pretrain.output == str(odd / "char" / "pretrain")
+    assert pretrain.model.embedding == "char" and pretrain.steps == 200
+    from zhbert.demo import demo_compare_config
+
+    demo = demo_compare_config(odd)
+    assert demo.data == str(odd) and demo.tasks_dir == str(odd / "tasks")

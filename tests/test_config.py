@@ -1,8 +1,9 @@
+import math
 from pathlib import Path
 
 import pytest
 
-from zhbert.config import ConfigError, config_hash, load, parse_overrides
+from zhbert.config import ConfigError, config_hash, dump_toml, load, override, parse_overrides, tomllib
 from zhbert.data.prep import PrepConfig
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -37,6 +38,21 @@ def test_overrides_parse_toml_values():
         {"a": {"b": 1, "c": True}, "d": [1, 2], "e": "plain text"}
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])
+
+
+ODD = 'C:\\Users\\a "quoted" dir\\\u5317\u4eac \U00029e3d\U0001f600\n\ttab\x00\x1f\x7f\u2028 \'single\''
+
+
+def test_toml_written_by_the_helper_reads_back_exactly():
+    table = {"path": ODD, "plain": "data/demo", "n": 3, "neg": -7, "x": 0.1, "tiny": 1e-300, "big": 1e300,
+             "inf": -math.inf, "flags": [True, False], "seeds": [1, 2, 3], "paths": [ODD, ""], "odd key = ✓": ODD,
+             "variants": [{"name": ODD, "model": "m.toml", "whole_word_prob": 0.0}],
+             "data": {"shards": ODD, "deeper": {"vocab": ODD, "empty": []}}, "empty": {}}
+    assert tomllib.loads(dump_toml(table)) == table
+    assert math.isnan(tomllib.loads(dump_toml({"v": math.nan}))["v"])
+    assert parse_overrides([override("a.b", ODD), override("c", [ODD, 2.5])]) == {"a": {"b": ODD}, "c": [ODD, 2.5]}
+    with pytest.raises(ValueError, match="lone surrogate"):
+        override("path", "bad\udcff")  # a filename decoded with surrogateescape: no TOML string holds it
 
 
 def test_config_hash_is_stable_and_sensitive():

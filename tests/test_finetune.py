@@ -476,6 +476,10 @@ def test_text_settings_travel_from_the_shards_through_the_export(tasks, vocab, t
     copy = f"user-dict-{sha256_file(user)[:16]}.txt"
     assert saved["segment"] == {"backend": "rjieba", "hmm": False, "user_dicts": [copy]}
     assert saved["user_dicts"][0]["source"] == str(user) and (export / copy).read_bytes() == user.read_bytes()
+    user.write_text(f"{word} 100 nz\n另一个词 5\n", encoding="utf-8")  # edited after prep: not what the shards saw
+    for shards in ("shards", "shards-word"):
+        with pytest.raises(ValueError, match=r"segmented with other contents of \[.*my.dict"):
+            TextSettings.of_shards(tmp_path / shards)
     user.unlink()  # the export holds its own copy; the shards can no longer be exported
     with pytest.raises(FileNotFoundError, match=r"user dictionaries that are not there: \[.*my.dict"):
         TextSettings.of_shards(tmp_path / "shards")

@@ -106,6 +106,32 @@ def test_rerun_is_up_to_date_and_two_workers_write_the_same_bytes(prepped, small
     assert arrow_bytes(two) == before and m2["counts"] == m["counts"]
 
 
+def test_a_user_dictionary_edited_in_place_changes_the_words(tmp_path, vocab_dir, capsys):
+    """The same path, new content: the re-run is not "up to date", and the new dictionary's word is used (the
+    encoder cached in this process is keyed by content too)."""
+    (tmp_path / "t.txt").write_text("他去银行取钱然后行走回家。\n", encoding="utf-8")
+    user_dict = tmp_path / "user.dict"
+    user_dict.write_text("银行\n", encoding="utf-8")
+    cfg = config([tmp_path / "t.txt"], tmp_path / "out", vocab_dir, segment={"user_dicts": [str(user_dict)]})
+    vocab = CharVocab.load(vocab_dir)
+
+    def words() -> list[str]:
+        row = load_shards(tmp_path / "out")[0]
+        spans: dict[int, str] = {}
+        for i, w in zip(row["input_ids"], row["word_ids"]):
+            if w >= 0:
+                spans[w] = spans.get(w, "") + vocab.tokens[i]
+        return list(spans.values())
+
+    run_prep(cfg)
+    assert "钱然后" not in words()
+    user_dict.write_text("银行\n钱然后 100000\n", encoding="utf-8")
+    capsys.readouterr()
+    run_prep(cfg)
+    assert "up to date" not in capsys.readouterr().out
+    assert words() == ["他", "去", "银行", "取", "钱然后", "行走", "回家", "。"]
+
+
 def test_ranks_each_take_files_and_merge(small_corpus, vocab_dir, tmp_path):
     cfg = config([small_corpus], tmp_path / "out", vocab_dir)
     parts = [run_prep(cfg, rank=r, world_size=2) for r in (0, 1)]
@@ -141,3 +167,34 @@ def test_killed_run_resumes_to_identical_shards(demo_corpus, vocab_dir, tmp_path
     assert not list(killed.rglob("*.tmp"))
     manifests = [json.loads((d / "manifest.json").read_text()) for d in (killed, tmp_path / "whole")]
     assert manifests[0] == manifests[1]
+
+
+def test_a_crash_between_a_shard_and_its_marker_redoes_the_shard(small_corpus, vocab_dir, tmp_path):
+    """Prep, change the config, crash while the first shard of the new config is written (its temporary file
+    cannot be created: a folder sits there), run again: every shard must hold the new config's rows, never the
+    old rows under the new key; and while the crashed run's shards are incomplete the folder must not look
+    finished."""
+    inputs, out = [small_corpus / "reviews.jsonl"], tmp_path / "out"
+    shorter = {"pack": {"max_len": 32}, "shard_chars": 10_000}
+    run_prep(config(inputs, out, vocab_dir, shard_chars=10_000))
+    blocker = out / "part-0000-of-0001" / "data-00000.arrow.tmp"
+    blocker.mkdir()
+    with pytest.raises(IsADirectoryError):
+        run_prep(config(inputs, out, vocab_dir, **shorter))
+    assert not (out / "manifest.json").exists() and not (out / "part-0000-of-0001" / "manifest.json").exists()
+    blocker.rmdir()
+    again = run_prep(config(inputs, out, vocab_dir, **shorter))
+    fresh = run_prep(config(inputs, tmp_path / "fresh", vocab_dir, **shorter))
+    assert max(map(len, load_shards(out)["input_ids"])) <= 32
+    assert arrow_bytes(out) == arrow_bytes(tmp_path / "fresh") and again["counts"] == fresh["counts"]
+
+
+def test_atomic_write_leaves_the_old_file_on_an_error(tmp_path):
+    from zhbert.data.files import atomic_write, write_text
+
+    path = tmp_path / "vocab.txt"
+    write_text(path, "old\n")
+    with pytest.raises(RuntimeError), atomic_write(path) as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["vocab.txt"]

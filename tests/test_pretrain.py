@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,8 +36,8 @@ def tiny(built: Path, out: Path, config: Path = TINY_FUSION, **overrides: object
     return [f"--{k}={json.dumps(v)}" for k, v in (base | overrides).items()]
 
 
-def launch(cmd: list[str], **popen) -> subprocess.Popen:
-    env = os.environ | {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def launch(cmd: list[str], env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    env = os.environ | {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"} | (env or {})
     env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".venv" / "torch_extensions"))
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **popen)
@@ -252,6 +253,48 @@ print(e.model.embedding, sorted(p.name for p in e.folder.iterdir()))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert "fusion" in done.stdout and "glyphs.json" in done.stdout and "tokenizer.json" in done.stdout
     assert "text.json" in done.stdout and "has no text.json" not in done.stderr
+
+
+def read_until_exit(proc: subprocess.Popen, error: str, limit: float = 400) -> tuple[str, float | None]:
+    """All of a process's output, and when ``error`` first appeared in it; killed after ``limit`` seconds."""
+    hung = threading.Timer(limit, os.killpg, (proc.pid, signal.SIGKILL))  # far beyond a 2-step run
+    hung.start()
+    lines, seen = [], None
+    for line in proc.stdout:
+        lines.append(line)
+        if seen is None and error in line:
+            seen = time.time()
+    proc.wait()
+    hung.cancel()
+    return "".join(lines), seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["deepspeed", "plain"])
+def test_a_failure_on_rank_0_ends_every_rank_with_the_error(built_data, tmp_path, launcher):
+    """Rank 0 cannot write the export (a file sits where the folder goes) while rank 1 has only the end of the run
+    left. Every rank must end, non-zero, within seconds, showing rank 0's error: under the deepspeed launcher, and
+    as plain processes started by a scheduler (srun, a hostfile) that stops nobody, where each rank speaks for
+    itself."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "export").write_text("in the way")
+    args = ["pretrain", "--config", str(TINY_FUSION),
+            *tiny(built_data, run, steps=2, log_every=1, eval_every=2, save_every=2)]
+    error = str(run / "export")  # rank 0's error names it; rank 1 must quote it
+    if launcher == "deepspeed":
+        ranks = [launch(deepspeed_cmd(29541, args[3:]))]
+    else:
+        env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29543"}
+        ranks = [launch([sys.executable, "-m", "zhbert", *args], env | {"RANK": r, "LOCAL_RANK": r})
+                 for r in ("0", "1")]
+    outputs = []
+    for proc in ranks:
+        out, seen = read_until_exit(proc, error)
+        assert seen is not None and proc.returncode != 0 and time.time() - seen < 30, out[-4000:]
+        outputs.append(out)
+    if launcher == "plain":
+        assert all(f"rank {rank} of 2: error:" in out for rank, out in enumerate(outputs))
 
 
 @pytest.mark.slow

@@ -7,11 +7,10 @@ Config overrides are written like the TOML keys they change: `--normalize.t2s=tr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from zhbert.config import ConfigError
+from zhbert.config import ConfigError, override
 
 DEFAULT_WORKDIR = Path("data/demo")
 
@@ -40,11 +39,11 @@ def cmd_prep(args: argparse.Namespace, rest: list[str]) -> None:
 
 def _prep_flag_overrides(args: argparse.Namespace) -> list[str]:
     """Plain flags are shorthands for config keys, so the config stays the single source of truth."""
-    out = [f"inputs={json.dumps(args.inputs)}"] if args.inputs else []  # a JSON string list is TOML too
+    out = [override("inputs", args.inputs)] if args.inputs else []
     for flag, key in (("out", "output"), ("vocab", "vocab"), ("num_proc", "num_proc"), ("encoding", "read.encoding")):
         value = getattr(args, flag)
         if value is not None:
-            out.append(f"{key}={json.dumps(value)}")
+            out.append(override(key, value))
     return out
 
 
@@ -89,8 +88,8 @@ def cmd_glyphs(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.config import load
     from zhbert.data import glyphs
 
-    flags = [f"size={args.size}"] if args.size else []
-    flags += [f"fonts={json.dumps(args.fonts)}"] if args.fonts else []
+    flags = [override("size", args.size)] if args.size else []
+    flags += [override("fonts", args.fonts)] if args.fonts else []
     cfg = load(glyphs.GlyphConfig, args.config, _split_overrides(rest) + flags)
     if args.action == "preview":
         out = glyphs.render_preview(args.chars, args.out, cfg.font_specs(), cfg.size)
@@ -117,8 +116,8 @@ def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.config import load
     from zhbert.finetune.run import FinetuneConfig, finetune
 
-    flags = [f"seeds={json.dumps([int(s) for s in args.seeds.split(',')])}"] if args.seeds else []
-    flags += [f"mode={json.dumps(args.mode)}"] if args.mode else []
+    flags = [override("seeds", [int(s) for s in args.seeds.split(",")])] if args.seeds else []
+    flags += [override("mode", args.mode)] if args.mode else []
     cfg = load(FinetuneConfig, args.config, _split_overrides(rest) + flags)
     model = Path(args.model).resolve()
     name = model.parent.name if model.name == "export" else model.name  # runs/tiny-char/export → tiny-char

@@ -6,7 +6,8 @@ optimizer) and differs only in its model file and masking; each is then fine-tun
 same seeds, and zhbert.report writes the table, plots and the seed-spread verdicts. Each pretraining run goes
 through the real launcher (``deepspeed --num_gpus ranks``) as a user would start it, with its resolved config
 written beside it; every step is keyed by the hash of what determines it, so a re-run redoes only what changed
-and an interrupted pretraining run resumes from its last checkpoint.
+and an interrupted pretraining run resumes from its last checkpoint. Keys hold data by content: the manifest of the
+shards a variant trains on, the pretrained weights and the task folder's files.
 
 Layout: ``<runs>/<name>/compare.json``, ``<variant>/pretrain.toml``, ``<variant>/pretrain/`` (run folder with
 export/), ``<variant>/finetune/<task>/`` (per seed and summary.json); the report in ``<reports>/<name>/``.
@@ -29,10 +30,13 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from zhbert.config import ConfigError, config_hash, load
+from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load, override, toml_value
 from zhbert.data.build import Steps
-from zhbert.data.files import read_json, write_json
+from zhbert.data.files import folder_sha256, sha256_file, write_json, write_text
+from zhbert.data.shards import MANIFEST
 from zhbert.finetune.run import FinetuneConfig
+from zhbert.finetune.tasks import get_task
+from zhbert.model.model import WEIGHTS_FILE
 
 
 @dataclass
@@ -69,12 +73,13 @@ class CompareConfig:
     ranks: int = 2
     """Processes per pretraining run, started by the deepspeed launcher (1: a plain process)."""
     data: str = "data/demo"
-    """Work folder with vocab/, glyphs/, shards/ (char view) and shards-word/ (word view)."""
+    """Work folder with vocab/, glyphs/, shards/ (char view) and, for word variants, shards-word/ (word view)."""
     finetune: str = "configs/finetune/tiny.toml"
     """Fine-tuning settings shared by every task and variant; ``seeds`` below replaces its seeds."""
     tasks: list[str] = field(default_factory=lambda: ["sentiment", "idiom_pair", "msra_ner", "cluener"])
     tasks_dir: str = "data/demo/tasks"
-    """Where `zhbert tasks build` wrote the task folders."""
+    """A folder with one folder per task, named after the registered task (`zhbert tasks list`): the bundled ones
+    from `zhbert tasks build`, or CLUE's as downloaded (tnews/, afqmc/, …)."""
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     """Fine-tuning seeds, the same for every variant, so scores pair up by seed."""
     reference: str = "char"
@@ -99,29 +104,36 @@ def run_compare(cfg: CompareConfig) -> Path:
     from zhbert.train.data import check_inputs
     from zhbert.train.pretrain import PROTOCOL
 
-    runs, data, tasks = Path(cfg.runs) / cfg.name, Path(cfg.data), Path(cfg.tasks_dir)
+    runs, tasks = Path(cfg.runs) / cfg.name, Path(cfg.tasks_dir)
+    specs = {t: get_task(t) for t in cfg.tasks}  # registered tasks only: an unknown name lists the known ones
     missing = [t for t in cfg.tasks if not (tasks / t).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{tasks}: no task folder for {missing}; build them with "
-                                f"`zhbert tasks build --out {tasks}`")
+        raise FileNotFoundError(f"{tasks}: no folder for task(s) {missing} (one folder per task, named after it: "
+                                f"the bundled ones from `zhbert tasks build --out {tasks}`, or CLUE's as downloaded)")
+    shards = {v.name: _shards(cfg, v) for v in cfg.variants}
+    absent = sorted({str(s) for s in shards.values() if not (s / MANIFEST).exists()})
+    if absent:
+        raise FileNotFoundError(f"no {MANIFEST} in {', '.join(absent)}: prepare the shards the variants train on "
+                                "(`zhbert prep`; the word view: `zhbert vocab word`)")
     steps = Steps(runs)
     for v in cfg.variants:
         folder = runs / v.name
         toml = _write_pretrain_toml(cfg, v, folder)
         pretrain_cfg = load(PretrainConfig, toml)
         check_inputs(pretrain_cfg)  # a bad input stops here, before any launcher starts
-        key = config_hash(pretrain_cfg, _shards_key(data), PROTOCOL)
+        key = config_hash(pretrain_cfg, sha256_file(shards[v.name] / MANIFEST), PROTOCOL)  # the data by content
         steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
                   partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
 
-    finetune_cfg = load(FinetuneConfig, cfg.finetune, [f"seeds={cfg.seeds}"])
+    finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
+    task_data = {t: folder_sha256(tasks / t) for t in cfg.tasks}  # the files, whoever wrote them
     jobs = []
     for v in cfg.variants:
         export = runs / v.name / "pretrain" / "export"
-        trained = read_json(export / "training.json")["config_hash"]
+        weights = sha256_file(export / WEIGHTS_FILE)
         for task in cfg.tasks:
             job = _Job(f"finetune {v.name} {task}", export, task, tasks / task, runs / v.name / "finetune" / task,
-                       config_hash(finetune_cfg, trained, read_json(tasks / "manifest.json")["tasks"].get(task), task))
+                       config_hash(finetune_cfg, weights, specs[task], task_data[task]))
             if steps.current(job.name, job.key, [job.out / "summary.json"]):
                 print(f"── {job.name}: up to date")
             else:
@@ -192,21 +204,21 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     """The variant's pretraining config: the shared file, its model, its masking, the data — written next to
     its run so that anyone can re-launch it by hand."""
     data = Path(cfg.data).resolve()
-    shards = data / ("shards-word" if _model_kind(v.model) == "word" else "shards")
+    shards = _shards(cfg, v)
     folder.mkdir(parents=True, exist_ok=True)
     toml = folder / "pretrain.toml"
-    toml.write_text(
-        f"# variant {v.name!r} of the comparison {cfg.name!r} (written by zhbert compare)\n"
-        f'extends = "{Path(cfg.pretrain).resolve()}"\noutput = "{(folder / "pretrain").resolve()}"\n\n'
-        f'[model]\nextends = "{Path(v.model).resolve()}"\n\n[masking]\nwhole_word_prob = {v.whole_word_prob}\n\n'
-        f'[data]\nshards = "{shards}"\nvocab = "{data / "vocab"}"\nglyphs = "{data / "glyphs"}"\n',
-        encoding="utf-8")
+    table = {"extends": str(config_path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
+             "model": {"extends": str(config_path(v.model).resolve())},
+             "masking": {"whole_word_prob": v.whole_word_prob},
+             "data": {"shards": str(shards), "vocab": str(data / "vocab"), "glyphs": str(data / "glyphs")}}
+    toml.write_text(f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
+                    f"compare)\n{dump_toml(table)}", encoding="utf-8")
     return toml
 
 
-def _shards_key(data: Path) -> list[str]:
-    """What the data a run trained on is: the manifests' config hashes (vocab hashes are inside them)."""
-    return [read_json(data / s / "manifest.json")["config_hash"] for s in ("shards", "shards-word")]
+def _shards(cfg: CompareConfig, v: Variant) -> Path:
+    """The shards variant ``v`` trains on: the word view for a word model, else the char view."""
+    return Path(cfg.data).resolve() / ("shards-word" if _model_kind(v.model) == "word" else "shards")
 
 
 def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
@@ -217,7 +229,7 @@ def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
     if run.exists() and (not marker.exists() or marker.read_text() != key):
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key)
+    write_text(marker, key)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
     cmd = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(toml)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 import types
 import typing
@@ -26,6 +27,28 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override that does not fit its dataclass."""
+
+
+def shipped(name: Literal["configs", "fonts"]) -> Path:
+    """A folder shipped with zhbert: inside the installed package (the wheel maps the repository's configs/ and
+    fonts/ to zhbert/configs and zhbert/fonts), or at the root of a source checkout (editable install, PYTHONPATH)."""
+    package = Path(__file__).resolve().parent
+    for folder in (package / name, package.parent / name):
+        if folder.is_dir() and (folder.parent == package or (package.parent / "pyproject.toml").exists()):
+            return folder
+    raise FileNotFoundError(f"zhbert's {name}/ folder is missing: neither {package / name} (an installed wheel) "
+                            f"nor {package.parent / name} (a source checkout) exists; reinstall zhbert")
+
+
+def config_path(path: str | Path) -> Path:
+    """A config file as named by a user or another config: as given when it exists, else a relative
+    ``configs/…`` path is read from the configs shipped with zhbert, so ``configs/pretrain/tiny.toml`` works from
+    any folder and from an installed wheel."""
+    path = Path(path)
+    if path.exists() or path.is_absolute() or path.parts[:1] != ("configs",):
+        return path
+    inside = shipped("configs").joinpath(*path.parts[1:])
+    return inside if inside.exists() else path  # neither: the error names the path as the user wrote it
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
@@ -108,7 +131,7 @@ def read_toml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     ``extends = "other.toml"`` (a path relative to this file, or a list of them) is that file's
     contents with this table's keys merged over them. So ``configs/pretrain/tiny-fusion.toml`` can say
     ``extends = "tiny.toml"`` and, under ``[model]``, ``extends = "../model/tiny-fusion.toml"``."""
-    path = Path(path).resolve()
+    path = config_path(path).resolve()
     if path in seen:
         raise ConfigError(f"{path}: extends itself (through {' → '.join(p.name for p in seen)})")
     try:
@@ -141,6 +164,57 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_TOML_MUST_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')  # TOML basic strings: quote, backslash, controls
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal that `tomllib` reads back exactly: a basic string with the escapes TOML needs,
+    a number, a bool, a list or an inline table. Config text built from paths or user input goes through here:
+    an f-string breaks on a ``"`` or ``\\``, ``repr`` writes Python escapes, and ``json.dumps`` writes
+    non-BMP characters as surrogate pairs, which TOML refuses."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # TOML spells floats as Python does, inf and nan included
+    if isinstance(value, (str, Path)):
+        text = str(value)
+        if _SURROGATE.search(text):
+            raise ValueError(f"{text!r} holds a lone surrogate, which no TOML string can hold")
+        return '"' + _TOML_MUST_ESCAPE.sub(lambda m: _TOML_ESCAPES.get(m[0], f"\\u{ord(m[0]):04X}"), text) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML literal for {value!r} ({type(value).__name__})")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else toml_value(key)
+
+
+def override(key: str, value: Any) -> str:
+    """A command-line override ``key=<value as TOML>``, as `parse_overrides` reads it."""
+    return f"{key}={toml_value(value)}"
+
+
+def dump_toml(table: dict[str, Any]) -> str:
+    """A TOML document for ``table``: its plain keys first, then each sub-table as a ``[section]``."""
+    lines: list[str] = []
+
+    def emit(node: dict[str, Any], prefix: str) -> None:
+        lines.extend(f"{_toml_key(k)} = {toml_value(v)}" for k, v in node.items() if not isinstance(v, dict))
+        for k, v in node.items():
+            if isinstance(v, dict):
+                lines.append(f"\n[{prefix}{_toml_key(k)}]")
+                emit(v, f"{prefix}{_toml_key(k)}.")
+
+    emit(table, "")
+    return "\n".join(lines) + "\n"
 
 
 def config_hash(*parts: Any) -> str:

@@ -11,19 +11,23 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from zhbert.config import config_hash, load
+from zhbert.config import config_hash, load, override, shipped
 from zhbert.data.build import Steps, build_dataset
 from zhbert.data.files import sha256_file
 from zhbert.data.prep import PrepConfig
 from zhbert.data.shards import MANIFEST
 
-COMPARE_CONFIG = Path(__file__).parent.parent / "configs" / "compare" / "tiny.toml"
+if TYPE_CHECKING:
+    from zhbert.compare import CompareConfig
+
+COMPARE_CONFIG = shipped("configs") / "compare" / "tiny.toml"
 
 
 def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[str] | None = None) -> Path:
     """Run everything into ``workdir`` (data) and the compare config's runs/ and reports/; returns the report."""
-    from zhbert.compare import CompareConfig, run_compare
+    from zhbert.compare import run_compare
     from zhbert.data.sources import SOURCES, fetch_corpus
     from zhbert.finetune.bundled import BUNDLED, CAPS, EVAL_TEXTS, FORMAT, build_tasks
 
@@ -37,11 +41,19 @@ def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[
               [corpus / MANIFEST], lambda: fetch_corpus(corpus, exclude=[exclude]))
     build_dataset(PrepConfig(inputs=[str(corpus)], num_proc=min(2, os.cpu_count() or 1)), workdir)
 
-    cfg = load(CompareConfig, compare_config or COMPARE_CONFIG, [f"data={str(workdir)!r}", f"tasks_dir={str(tasks)!r}",
-                                               *(overrides or [])])
+    cfg = demo_compare_config(workdir, compare_config, overrides)
     report = run_compare(cfg)
     print(f"\n{(report / 'report.md').read_text(encoding='utf-8')}")
     minutes, seconds = divmod(round(time.perf_counter() - t0), 60)
     print(f"demo finished in {minutes} min {seconds} s; data under {workdir}/, runs under "
           f"{cfg.runs}/{cfg.name}/, the report in {report}/ (report.md, report.json, *.png)")
     return report
+
+
+def demo_compare_config(workdir: Path, compare_config: Path | None = None,
+                        overrides: list[str] | None = None) -> CompareConfig:
+    """The compare config the demo runs: ``compare_config`` (default: the tiny one) on the data in ``workdir``."""
+    from zhbert.compare import CompareConfig
+
+    return load(CompareConfig, compare_config or COMPARE_CONFIG,
+                [override("data", str(workdir)), override("tasks_dir", str(workdir / "tasks")), *(overrides or [])])

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.config import from_dict, to_dict
-from zhbert.data.files import read_json, sha256_file, write_json
+from zhbert.data.files import atomic_write, read_json, sha256_file, write_json
 from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig
@@ -61,15 +61,19 @@ class TextSettings:
         manifest = read_json(Path(shards) / MANIFEST)
         if "char_view" in manifest:  # a word view: its char view holds the prep config
             char_view = manifest["char_view"]
-            config = char_view.get("config") or read_json(Path(char_view["folder"]) / MANIFEST)["config"]
-        else:
-            config = manifest["config"]
+            manifest = read_json(Path(char_view["folder"]) / MANIFEST) if "config" not in char_view else char_view
+        config = manifest["config"]
         settings = cls(from_dict(NormalizeConfig, config["normalize"]), from_dict(SegmentConfig, config["segment"]),
                        version("pypinyin"))
         missing = [d for d in settings.segment.user_dicts if not Path(d).is_file()]
         if missing:
             raise FileNotFoundError(f"{shards} was segmented with user dictionaries that are not there: {missing}; "
                                     "the export must carry them (run from where prep ran, or fix segment.user_dicts)")
+        then = manifest.get("user_dicts_sha256")  # absent from manifests written before it was recorded
+        changed = [d for d, sha in zip(settings.segment.user_dicts, then or []) if sha256_file(Path(d)) != sha]
+        if changed:
+            raise ValueError(f"{shards} was segmented with other contents of {changed} (edited since prep ran); "
+                             "re-run prep, so that the export carries the dictionaries its shards were made with")
         return settings
 
     def save(self, folder: Path) -> None:
@@ -78,7 +82,7 @@ class TextSettings:
         for path in self.segment.user_dicts:
             sha = sha256_file(Path(path))
             name = f"user-dict-{sha[:16]}.txt"
-            shutil.copyfile(path, folder / name)
+            _copy(Path(path), folder / name)
             names.append(name)
             dicts.append({"file": name, "sha256": sha, "source": str(path)})
         write_json(folder / TEXT, {"normalize": to_dict(self.normalize),
@@ -131,16 +135,22 @@ def save_export(model: ZhBertModel, folder: str | Path, vocab_dir: str | Path, g
     """Write ``model``, the vocab files it was trained with and the text settings of its shards into ``folder``
     (see the module docstring)."""
     folder, vocab_dir = Path(folder), Path(vocab_dir)
+    (folder / TRAINING).unlink(missing_ok=True)  # the marker of a finished export goes first, comes back last
     model.save_pretrained(folder)
     text.save(folder)
     names = ["tokenizer.json", "vocab.txt", PINYIN_VOCAB] + ([WORD_VOCAB] if model.cfg.embedding == "word" else [])
     for name in names:
-        shutil.copyfile(vocab_dir / name, folder / name)
+        _copy(vocab_dir / name, folder / name)
     if model.cfg.embedding == "fusion" and "glyph" in model.cfg.fusion_inputs and glyphs_dir is not None:
-        shutil.copyfile(Path(glyphs_dir) / GLYPH_SIDECAR, folder / GLYPH_SIDECAR)
+        _copy(Path(glyphs_dir) / GLYPH_SIDECAR, folder / GLYPH_SIDECAR)
     if training is not None:
         write_json(folder / TRAINING, training)
     return folder
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def load_export(folder: str | Path) -> Export:

@@ -72,7 +72,7 @@ def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_
         built.save(vocab)
         print(f"char vocab: {len(built):,} tokens → {vocab}/tokenizer.json")
 
-    steps.run("char vocab", config_hash(clean["inputs"], cfg.read, cfg.normalize, cfg.filter, vocab_size),
+    steps.run("char vocab", config_hash(clean["key"], vocab_size),
               [vocab / "tokenizer.json"], char_vocab)
 
     def glyph_table() -> None:
@@ -85,6 +85,6 @@ def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_
                                     sha256_file(DEFAULT_FONTS_DIR / "manifest.json")),
               [glyphs / "glyphs.npy"], glyph_table)
     steps.run("prep", None, [shards / MANIFEST], lambda: run_prep(cfg))
-    steps.run("word vocab + word view", config_hash(read_json(shards / MANIFEST)["config_hash"], word_vocab_size),
+    steps.run("word vocab + word view", config_hash(sha256_file(shards / MANIFEST), word_vocab_size),
               [words / MANIFEST, vocab / WORD_VOCAB],
               lambda: build_word_view(shards, vocab, words, size=word_vocab_size))

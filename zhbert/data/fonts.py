@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from zhbert.config import shipped
 from zhbert.data.files import sha256_file
 
-DEFAULT_FONTS_DIR = Path(__file__).resolve().parents[2] / "fonts"
+DEFAULT_FONTS_DIR = shipped("fonts")
 MANIFEST = "manifest.json"
 
 # Besides the hanzi: ASCII, Latin-1, general punctuation, CJK symbols and punctuation, full-width forms.

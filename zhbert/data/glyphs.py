@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zhbert.data.files import atomic_write, write_text
 from zhbert.data.fonts import DEFAULT_FONTS_DIR, FontSpec, font_cmap, font_specs, spec_dict
 
 TABLE = "glyphs.npy"
@@ -65,9 +66,9 @@ class GlyphTable:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / TABLE, self.pixels, allow_pickle=False)
-        sidecar = json.dumps(self.meta, ensure_ascii=False, indent=1) + "\n"
-        (folder / SIDECAR).write_text(sidecar, encoding="utf-8")
+        with atomic_write(folder / TABLE) as tmp, open(tmp, "wb") as f:
+            np.save(f, self.pixels, allow_pickle=False)
+        write_text(folder / SIDECAR, json.dumps(self.meta, ensure_ascii=False, indent=1) + "\n")  # its hash, last
         return folder
 
 

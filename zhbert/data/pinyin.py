@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zhbert.data.files import tokens_sha256
+from zhbert.data.files import tokens_sha256, write_text
 
 FILENAME = "pinyin_vocab.txt"
 
@@ -52,7 +52,7 @@ class PinyinVocab:
 
     def save(self, folder: str | Path) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / FILENAME).write_text("\n".join(self.entries) + "\n", encoding="utf-8")
+        write_text(Path(folder) / FILENAME, "\n".join(self.entries) + "\n")
 
     def __len__(self) -> int:
         return len(self.entries)

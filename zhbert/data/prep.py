@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from zhbert.config import config_hash, to_dict
 from zhbert.data.encode import DocumentEncoder, PackConfig, describe
-from zhbert.data.files import read_json, sha256_file, write_json
+from zhbert.data.files import folder_sha256, read_json, sha256_file, sha256_files, write_json
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
+from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.readers import (
     SAMPLE_BYTES,
@@ -43,7 +44,7 @@ from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.shards import (
     CHAR_VIEW,
     MANIFEST,
-    ArrowStream,
+    arrow_stream,
     finalize_folder,
     merge_ranks,
     part_name,
@@ -112,14 +113,13 @@ def _check_inputs(files: list[Path], cfg: PrepConfig) -> tuple[list[Path], list[
 
 def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tuple[Any, dict[str, Any]]:
     """Stage 1, cached: this rank's normalised, filtered documents (a memory-mapped Dataset) and the
-    stage's statistics (tally, inputs with sha256, refused files)."""
+    stage's statistics (tally, inputs with sha256, refused files, and the key of all that by content)."""
     import datasets
 
     files = _my_inputs(cfg, rank, world_size)
     files, refused = _check_inputs(files, cfg)
-    inputs = [{"path": str(p), "sha256": sha256_file(p) if p.is_file() else _folder_hash(p)} for p in files]
-    key = config_hash(cfg.read, cfg.normalize, cfg.filter, inputs,
-                      [sha256_file(Path(p)) for p in cfg.filter.exclude])
+    inputs = [{"path": str(p), "sha256": sha256_file(p) if p.is_file() else folder_sha256(p)} for p in files]
+    key = config_hash(cfg.read, cfg.normalize, cfg.filter, inputs, sha256_files(cfg.filter.exclude))
     part = Path(cfg.output) / part_name(rank, world_size)
     arrow, stats = part / f"clean-{key}.arrow", part / f"clean-{key}.json"
     if not (arrow.exists() and stats.exists()):
@@ -129,7 +129,7 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
         normalize = Normalizer(cfg.normalize)
         keep = DocumentFilter(cfg.filter, read_exclusions(cfg.filter.exclude, normalize))
         tally = Tally()
-        with ArrowStream(arrow, CLEAN) as stream:
+        with arrow_stream(arrow, CLEAN) as write:
             for i, path in enumerate(files):
                 before = tally.counts["documents_in"]
                 cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
@@ -146,23 +146,12 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
                     cols["source"].append(doc["source"])
                     cols["chars"].append(len(text) - text.count(" "))
                     if len(cols["id"]) == CLEAN_BATCH:
-                        stream.write(cols)
+                        write(cols)
                         cols = {k: [] for k in cols}
-                stream.write(cols)
+                write(cols)
                 inputs[i]["documents_in"] = tally.counts["documents_in"] - before
             write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
-    return datasets.Dataset.from_file(str(arrow)), read_json(stats)
-
-
-def _folder_hash(folder: Path) -> str:
-    """A datasets folder's identity: the hashes of its files, in name order."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.name.encode() + bytes.fromhex(sha256_file(p)))
-    return h.hexdigest()
+    return datasets.Dataset.from_file(str(arrow)), read_json(stats) | {"key": key}
 
 
 # ---- stage 2: encode, one task per shard; the encoder is built once per worker process ----
@@ -171,8 +160,13 @@ _ENCODERS: dict[str, DocumentEncoder] = {}
 
 
 def _encoder(cfg: PrepConfig) -> DocumentEncoder:
-    key = config_hash(cfg.vocab, cfg.segment, cfg.pack)
+    """The encoder for ``cfg``, keyed by the contents of the vocab files and user dictionaries (a vocab rebuilt
+    or a dictionary edited in place keeps its path); only the latest is kept."""
+    vocab = Path(cfg.vocab)
+    key = config_hash(sha256_files([vocab / "tokenizer.json", vocab / PINYIN_VOCAB]), cfg.segment,
+                      sha256_files(cfg.segment.user_dicts), cfg.pack)
     if key not in _ENCODERS:
+        _ENCODERS.clear()
         _ENCODERS[key] = DocumentEncoder(CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab),
                                          Segmenter(cfg.segment), cfg.pack)
     return _ENCODERS[key]
@@ -204,8 +198,8 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
     if len(enc):
         tally.add("words", int((np.maximum.reduceat(enc.word_ids, enc.offsets[:-1]) + 1).sum()))
     stats = {"key": key, "file": out.name, "documents": end - start, **tally.to_dict()}
-    write_json(stats_path, stats)
     write_arrow(out, cols, CHAR_VIEW)
+    write_json(stats_path, stats)  # the marker last: a crash before it leaves a shard that is redone
     return stats
 
 
@@ -226,11 +220,15 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     t0 = time.perf_counter()
     vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
     docs, clean_stats = clean_documents(cfg, rank, world_size)
-    # config_hash: what the data means (same on every rank, checked by the merge); key: also this
-    # rank's inputs by content, so changed input files are never mistaken for finished work.
+    if not docs.num_rows:
+        raise ValueError(f"no documents to encode: {_nothing_kept(clean_stats)}; no shards written")
+    # config_hash: what the data means (same on every rank, checked by the merge), with the files the config
+    # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
+    # mistaken for finished work.
     semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output")}
-    run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256)
-    key = config_hash(run_hash, clean_stats["inputs"])
+    run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256,
+                           sha256_files(cfg.segment.user_dicts), sha256_files(cfg.filter.exclude))
+    key = config_hash(run_hash, clean_stats["key"])
     output = Path(cfg.output)
     part = output / part_name(rank, world_size)
     if (part / MANIFEST).exists() and read_json(part / MANIFEST).get("key") == key:
@@ -242,10 +240,11 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0, up_to_date=True)
         return manifest
 
-    if docs.num_rows:
-        # the encoder is built here once; forked workers inherit it with its dictionaries loaded
-        example = _encoder(cfg).encode([docs[0]["text"]], Tally())
-        print("example │", describe(example.sequence(0), vocab, pinyin))
+    for marker in (part / MANIFEST, output / MANIFEST):  # the folder stops looking finished until it is again
+        marker.unlink(missing_ok=True)
+    # the encoder is built here once; forked workers inherit it with its dictionaries loaded
+    example = _encoder(cfg).encode([docs[0]["text"]], Tally())
+    print("example │", describe(example.sequence(0), vocab, pinyin))
     chars = docs.data.column("chars").to_pylist()
     plan = _shard_plan(chars, cfg.shard_chars)
     clean_file = docs.cache_files[0]["filename"]
@@ -279,6 +278,7 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         "world_size": world_size,
         "vocab": {"char_sha256": vocab.sha256, "char_size": len(vocab),
                   "pinyin_sha256": pinyin.sha256, "pinyin_size": len(pinyin)},
+        "user_dicts_sha256": sha256_files(cfg.segment.user_dicts),  # what segment.user_dicts held when prep ran
         "inputs": clean_stats["inputs"], "refused_files": clean_stats["refused_files"],
         "counts": {k: v for k, v in sorted(counts.items()) if not k.startswith("dropped.")} | {"dropped": dropped},
         "drop_examples": tally.to_dict()["examples"],
@@ -290,6 +290,16 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         manifest = merge_ranks(output)
     print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0)
     return manifest
+
+
+def _nothing_kept(clean_stats: dict[str, Any]) -> str:
+    """Why the clean stage kept nothing, in words: what the inputs held, why it was dropped, what was refused."""
+    tally = Tally.from_dict(clean_stats["tally"])
+    why = ", ".join(f"{n:,} {reason}" for reason, n in tally.dropped.items())
+    parts = [f"{', '.join(Path(i['path']).name for i in clean_stats['inputs'])} held "
+             f"{tally.counts['documents_in']:,} document(s)" + (f", all dropped ({why})" if why else "")
+             ] if clean_stats["inputs"] else []
+    return "; ".join(parts + [f"refused {r['reason']}" for r in clean_stats["refused_files"]])
 
 
 def print_summary(manifest: dict[str, Any], folder: Path, seconds: float, up_to_date: bool = False) -> None:

@@ -8,13 +8,14 @@ each write a ``part-RRRR-of-WWWW`` folder of their own; `merge_ranks` joins them
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from datasets import Features, List, Value
 
-from zhbert.data.files import read_json, write_json
+from zhbert.data.files import atomic_write, read_json, write_json
 
 CHAR_VIEW = Features({
     "input_ids": List(Value("int32")),
@@ -30,37 +31,22 @@ WORD_VIEW = Features({
 MANIFEST = "manifest.json"
 
 
+@contextmanager
+def arrow_stream(path: Path, features: Features) -> Iterator[Callable[[dict[str, list | object]], None]]:
+    """An Arrow stream file in the layout `datasets` memory-maps, written in batches (bounded memory) through
+    `atomic_write`: a crash never leaves a file that looks done. Yields ``write(columns)``, columns as Python
+    lists or pyarrow arrays (pyarrow converts them in C)."""
+    import pyarrow as pa
+    from datasets.arrow_writer import ArrowWriter
 
-
-
-
-class ArrowStream:
-    """An Arrow stream file in the layout `datasets` memory-maps, written in batches (bounded memory) and
-    renamed into place only when closed without an error: a crash never leaves a file that looks done."""
-
-    def __init__(self, path: Path, features: Features):
-        from datasets.arrow_writer import ArrowWriter
-
-        self.path, self.schema = path, features.arrow_schema
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.writer = ArrowWriter(features=features, path=str(self.tmp))
-
-    def write(self, columns: dict[str, list | object]) -> None:
-        """Columns as Python lists or pyarrow arrays."""
-        import pyarrow as pa
-
-        self.writer.write_table(pa.table(columns, schema=self.schema))  # pyarrow converts in C
-
-    def __enter__(self) -> ArrowStream:
-        return self
-
-    def __exit__(self, exc_type, *_) -> None:
-        self.writer.finalize()
-        self.writer.close()
-        if exc_type is None:
-            with open(self.tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(self.tmp, self.path)
+    schema = features.arrow_schema
+    with atomic_write(path) as tmp:
+        writer = ArrowWriter(features=features, path=str(tmp))
+        try:
+            yield lambda columns: writer.write_table(pa.table(columns, schema=schema))
+        finally:
+            writer.finalize()
+            writer.close()
 
 
 def read_arrow(path: Path):
@@ -72,8 +58,8 @@ def read_arrow(path: Path):
 
 
 def write_arrow(path: Path, columns: dict[str, list | object], features: Features) -> None:
-    with ArrowStream(path, features) as stream:
-        stream.write(columns)
+    with arrow_stream(path, features) as write:
+        write(columns)
 
 
 def part_name(rank: int, world_size: int) -> str:
@@ -107,7 +93,8 @@ def merge_ranks(folder: Path) -> dict[str, Any]:
     if ranks != list(range(world_size)):
         missing = sorted(set(range(world_size)) - set(ranks))
         raise ValueError(f"{folder}: ranks {missing} of {world_size} have not finished")
-    merged = {k: manifests[0][k] for k in ("format", "config_hash", "config", "vocab", "world_size")}
+    merged = {k: manifests[0][k] for k in ("format", "config_hash", "config", "vocab", "world_size",
+                                           "user_dicts_sha256") if k in manifests[0]}
     merged["keys"] = [m["key"] for m in manifests]
     merged["inputs"] = [i for m in manifests for i in m["inputs"]]
     merged["refused_files"] = [i for m in manifests for i in m["refused_files"]]

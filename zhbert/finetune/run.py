@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from zhbert.config import ConfigError, to_dict
-from zhbert.data.files import write_json
+from zhbert.data.files import atomic_write, write_json
 from zhbert.export import Export, load_export
 from zhbert.finetune.encode import Encoded, TaskEncoder, collate, tag_names
 from zhbert.finetune.metrics import MAIN, accuracy, entity_f1, span_em_f1
@@ -327,8 +327,7 @@ def write_submission(spec: TaskSpec, examples: list[Example], pred: list, path: 
     """CLUE's layout: classification — one {"id", "label"} line per test example, in order; CLUENER-style
     token tasks — one {"id", "label": {type: {mention: [[start, end]]}}} line (end inclusive); span tasks
     (CMRC2018) — one JSON object id → answer."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         if spec.kind == "span":
             json.dump({ex.id: p for ex, p in zip(examples, pred)}, f, ensure_ascii=False, indent=1)
             f.write("\n")
@@ -340,6 +339,5 @@ def write_submission(spec: TaskSpec, examples: list[Example], pred: list, path: 
                     for s, e, t in p:
                         label.setdefault(t, {}).setdefault(ex.text[s:e], []).append([s, e - 1])
                 f.write(json.dumps({"id": ex.id, "label": label}, ensure_ascii=False) + "\n")
-    tmp.replace(path)
     return path
 

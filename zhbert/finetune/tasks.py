@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from zhbert.config import ConfigError, load
+from zhbert.config import ConfigError, load, override, shipped
 
-TASKS_DIR = Path(__file__).resolve().parents[2] / "configs" / "tasks"
+TASKS_DIR = shipped("configs") / "tasks"
 SPLITS = ("train", "dev", "test")
 
 
@@ -92,7 +92,7 @@ def get_task(name: str, overrides: list[str] | None = None) -> TaskSpec:
             raise ConfigError(f"unknown task {name!r}; known: {', '.join(known_tasks())} "
                               f"(or give the path of a task .toml file)")
     spec = load(TaskSpec, path, overrides)
-    return spec if spec.name else load(TaskSpec, path, [*(overrides or []), f"name={json.dumps(path.stem)}"])
+    return spec if spec.name else load(TaskSpec, path, [*(overrides or []), override("name", path.stem)])
 
 
 Entity = tuple[int, int, str]  # [start, end) character offsets and type

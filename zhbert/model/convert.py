@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from zhbert.data.files import atomic_write, write_text
 from zhbert.model.config import ModelConfig
 from zhbert.model.model import ZhBertForPretraining
 
@@ -117,7 +118,7 @@ def export_hf_bert(model: ZhBertForPretraining, folder: str | Path) -> Path:
                      position_embedding_type="absolute", pad_token_id=0, tie_word_embeddings=True)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+    with atomic_write(folder / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
+    write_text(folder / "config.json", json.dumps(hf_config, indent=2) + "\n")
     return folder

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from zhbert.config import from_dict, to_dict
+from zhbert.data.files import atomic_write, write_text
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import EMBEDDINGS
 from zhbert.model.encoder import Encoder, init_weights
@@ -87,10 +88,11 @@ class ZhBertModel(nn.Module):
         """Write config.json and model.safetensors (no pickle) to ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"architecture": type(self).__name__, "model": to_dict(self.cfg), **self.head_kwargs()}
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+        with atomic_write(folder / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        meta = {"architecture": type(self).__name__, "model": to_dict(self.cfg), **self.head_kwargs()}
+        write_text(folder / CONFIG_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         return folder
 
     @classmethod

@@ -13,10 +13,12 @@ so a run resumed from step k computes the same losses after k as one that was ne
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,30 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
+def ends_every_rank_on_error(fn: Callable[..., Path]) -> Callable[..., Path]:
+    """Under a launcher (WORLD_SIZE > 1) an exception on a rank is printed with the rank, and the process ends at
+    once (``os._exit``): its peers' collectives then fail on the closed connection, or the launcher stops them,
+    instead of waiting for a rank that is gone, and no interpreter shutdown can hang on them (NCCL's process
+    group waits for pending collectives when destroyed). A single process raises as usual."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Path:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            if world == 1:
+                raise
+            traceback.print_exc()
+            print(f"zhbert pretrain: rank {os.environ.get('RANK', '?')} of {world}: error: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(1)
+
+    return guarded
+
+
+@ends_every_rank_on_error
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     """Train as configured; returns the export folder. Runs as one rank of whatever launched it."""
     # everything that can be wrong with the inputs is found before DeepSpeed starts
@@ -189,14 +215,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     bar.close()
 
     fingerprints = ds.all_gather_object(ds.fingerprint(engine))
+    if any(f != fingerprints[0] for f in fingerprints):  # every rank checks, so every rank stops
+        raise RuntimeError(f"the ranks hold different models at the end: {fingerprints}")
     memory = ds.all_gather_object(ds.state_bytes(engine))
-    state_dict = ds.full_state_dict(engine, checkpoints)
     export = out / "export"
-    if lead:
-        if any(f != fingerprints[0] for f in fingerprints):
-            raise RuntimeError(f"the ranks hold different models at the end: {fingerprints}")
+
+    def write_export() -> None:
         final = _build_model(model_cfg, glyphs, vocabs)
-        final.load_state_dict(state_dict, strict=True)
+        final.load_state_dict(ds.full_state_dict(engine, checkpoints), strict=True)
         evals = read_metrics(out, "eval")
         save_export(final, export, cfg.data.vocab, cfg.data.glyphs, training={
             "config": to_dict(cfg), "config_hash": config_hash(cfg), "world_size": world, "data": data_hashes,
@@ -208,8 +234,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             "ds_config": ds_config,
         }, text=inputs.text)
         print(f"export: {export} (loads without DeepSpeed: ZhBertForPretraining.from_pretrained)", flush=True)
+
+    ds.lead_only(write_export)
     log.close()
-    ds.barrier()
+    ds.barrier()  # the last collective must hold no tensors (see engine.barrier)
     return export
 
 
