@@ -189,16 +189,32 @@ def test_padding_is_masked(kind):
     assert not torch.allclose(h1[pad], h2[pad], atol=1e-3)  # the padded inputs really did change
 
 
+def centred_parts(emb, ids: torch.Tensor, pids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per token (B, T, E): the glyph feature minus that of the mean image of the inked glyphs, and the pinyin
+    feature minus the mean over the real syllables — computed here token by token, from the tables."""
+    table = torch.as_tensor(glyph_table()).float() / 255
+    mean_image = table[table.flatten(1).amax(1) > 0].mean(0, keepdim=True)
+    out = {}
+    if hasattr(emb, "glyph_net"):
+        glyph = emb.glyph_net(table[ids].flatten(0, 1)) - emb.glyph_net(mean_image)
+        out["glyph"] = glyph.view(*ids.shape, -1)
+    if hasattr(emb, "pinyin_net"):
+        pinyin = emb.pinyin_net(emb.pinyin_letters[pids].flatten(0, 1))
+        pinyin = pinyin - emb.pinyin_net(emb.pinyin_letters[3:]).mean(0)
+        out["pinyin"] = pinyin.view(*ids.shape, -1)
+    return out
+
+
 def test_fusion_per_distinct_id_equals_concat_then_linear():
-    """The split-weight, per-distinct-id computation is Linear(3E→H) over [char ‖ glyph ‖ pinyin]."""
+    """The split-weight, per-distinct-id computation is Linear(3E→H) over [char ‖ glyph ‖ pinyin], the glyph and
+    pinyin features centred."""
     model = build(kind="fusion").eval()
     emb = model.bert.embeddings
     b = batch()
     ids, pids = b["input_ids"], b["pinyin_ids"]
     with torch.no_grad():
-        glyph = emb.glyph_net(torch.as_tensor(glyph_table())[ids].flatten(0, 1).float() / 255).view(*ids.shape, -1)
-        pinyin = emb.pinyin_net(emb.pinyin_letters[pids].flatten(0, 1)).view(*ids.shape, -1)
-        x = emb.fuse(torch.cat([emb.tokens(ids), glyph, pinyin], dim=-1))
+        parts = centred_parts(emb, ids, pids)
+        x = emb.fuse(torch.cat([emb.tokens(ids), parts["glyph"], parts["pinyin"]], dim=-1))
         x = x + emb.positions.weight[: ids.shape[1]] + emb.segments(b["token_type_ids"])
         reference = emb.ln(x)
         assert torch.allclose(emb(ids, b["token_type_ids"], pids), reference, atol=1e-5)
@@ -217,11 +233,8 @@ def test_fusion_ablations_fuse_only_their_parts(parts, tmp_path):
     b = batch()
     ids, pids = b["input_ids"], b["pinyin_ids"]
     with torch.no_grad():
-        if parts == ["glyph"]:
-            part = emb.glyph_net(torch.as_tensor(glyph_table())[ids].flatten(0, 1).float() / 255)
-        else:
-            part = emb.pinyin_net(emb.pinyin_letters[pids].flatten(0, 1))
-        x = emb.fuse(torch.cat([emb.tokens(ids), part.view(*ids.shape, -1)], dim=-1))
+        (part,) = centred_parts(emb, ids, pids).values()
+        x = emb.fuse(torch.cat([emb.tokens(ids), part], dim=-1))
         reference = emb.ln(x + emb.positions.weight[: ids.shape[1]] + emb.segments(b["token_type_ids"]))
         assert torch.allclose(emb(ids, b["token_type_ids"], pids), reference, atol=1e-5)
         loaded = ZhBertForPretraining.from_pretrained(model.save_pretrained(tmp_path)).eval()
@@ -312,6 +325,11 @@ def test_initialize_is_bert_init_and_leaves_the_tables_alone():
             assert not p.any(), name
         elif "ln" in name.split(".")[-2]:
             assert (p == 1).all(), name
+        elif name == "bert.embeddings.fuse.weight":  # norm-preserving: char block identity, the others orthogonal
+            char, glyph, pinyin = p.detach().chunk(3, dim=1)
+            assert torch.equal(char, torch.eye(*char.shape))
+            for block in (glyph, pinyin):
+                assert torch.allclose(block.T @ block, torch.eye(block.shape[1]), atol=1e-5)
         else:
             assert abs(p.std().item() - 0.02) < 0.01 and abs(p.mean().item()) < 0.01, name
     assert torch.equal(model.bert.embeddings.glyphs, torch.as_tensor(glyph_table()))
