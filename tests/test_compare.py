@@ -32,7 +32,7 @@ def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TAS
                 variants: tuple[tuple[str, str, float], ...] = (
                     ("char", "tiny-char", 1.0), ("word", "tiny-word", 1.0), ("fusion", "tiny-fusion", 1.0),
                     ("fusion-pinyin", "tiny-fusion-pinyin", 0.0)),  # the last one also trains with char masking
-                ranks: int = 2) -> list[str]:
+                ranks: int = 2, controls: bool = True) -> list[str]:
     """A compare config for a minimal budget: 6 pretraining steps, 1 epoch on 96 training examples."""
     (out / "pretrain.toml").write_text(dump_toml({
         "extends": str(ROOT / "configs/pretrain/tiny.toml"), "steps": 6, "batch_size": 16, "micro_batch": 8,
@@ -44,7 +44,7 @@ def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TAS
     config.write_text(dump_toml({
         "name": "mini", "runs": str(out / "runs"), "reports": str(out / "reports"), "data": str(built),
         "tasks_dir": str(tasks), "pretrain": str(out / "pretrain.toml"), "finetune": str(out / "finetune.toml"),
-        "tasks": task_names, "seeds": [1, 2], "ranks": ranks,
+        "tasks": task_names, "seeds": [1, 2], "ranks": ranks, "controls": controls,
         "variants": [{"name": n, "model": f"configs/model/{m}.toml", "whole_word_prob": w} for n, m, w in variants]}))
     return [sys.executable, "-m", "zhbert", "compare", "--config", str(config)]
 
@@ -80,6 +80,18 @@ def test_report_numbers_come_from_the_runs(compared):
     md = (report / "report.md").read_text()
     assert all(v in md for v in ("char", "word", "fusion")) and all(t in md for t in TASKS)
     assert "seed" in md and md.count("|") > 20  # a table, and the seed-spread verdicts
+    # the no-pretraining controls: each model file fine-tuned untrained, with the same seeds
+    controls = [f"untrained-tiny-{m}" for m in ("char", "word", "fusion", "fusion-pinyin")]
+    assert [c["name"] for c in numbers["controls"]] == controls
+    for control in controls:
+        training = json.loads((runs / control / "export" / "training.json").read_text())
+        assert training["control"] == "no pretraining" and training["steps"] == 0
+        for task in TASKS:
+            summary = json.loads((runs / control / "finetune" / task / "summary.json").read_text())
+            assert summary["seeds"] == [1, 2] and all(json.dumps(x) in text for x in summary["per_seed"])
+    assert {(g["variant"], g["reference"]) for g in numbers["pretraining_gains"]} == \
+        {(v, f"untrained-tiny-{v}") for v in ("char", "word", "fusion", "fusion-pinyin")}
+    assert f"{controls[0]} (no pretraining)" in md and "## What did pretraining buy?" in md
 
 
 @pytest.mark.slow
@@ -96,6 +108,8 @@ def test_every_variant_is_evaluated_on_the_same_masks(compared):
                   for v, records in evals.items() if v != "word"}
         assert len(set(single.values())) == 1, single
     assert "char_bits_per_char" not in evals["word"][-1]
+    for records in evals.values():  # the unigram reference on the same masks, beside every evaluation
+        assert all(0 < r["unigram_accuracy"] < 0.2 and r["unigram_bits_per_char"] > 5 for r in records)
     rates = {v: json.loads((runs / v / "pretrain" / "export" / "training.json").read_text())["mask_rate"]
              for v in evals}
     assert all(abs(r - 0.15) < 0.01 for r in rates.values()), rates
@@ -107,7 +121,7 @@ def test_every_variant_is_evaluated_on_the_same_masks(compared):
 def test_a_second_run_redoes_nothing(compared):
     out, _, cmd = compared
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
-    assert done.stdout.count(": up to date") == 4 + 4 * len(TASKS)
+    assert done.stdout.count(": up to date") == 4 + 4 + 8 * len(TASKS)  # pretraining, controls, fine-tuning
     assert "$ " not in done.stdout  # no pretraining was launched
 
 
@@ -137,7 +151,7 @@ def test_a_clue_task_folder_and_no_word_view(built_data, clue_tasks, tmp_path):
     data.mkdir()
     for name in ("vocab", "glyphs", "shards"):
         (data / name).symlink_to(built_data / name)
-    cmd = compare_cmd(data, clue_tasks, tmp_path, ["afqmc"], (("char", "tiny-char", 1.0),), ranks=1)
+    cmd = compare_cmd(data, clue_tasks, tmp_path, ["afqmc"], (("char", "tiny-char", 1.0),), ranks=1, controls=False)
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = tmp_path / "runs" / "mini" / "char" / "finetune" / "afqmc"

@@ -26,6 +26,12 @@ SCORES = {  # task → variant → per-seed test score
     "sentiment": {"char": [0.80, 0.82, 0.81], "word": [0.70, 0.71, 0.72], "fusion": [0.81, 0.80, 0.83]},
     "cluener": {"char": [0.50, 0.55, 0.45], "word": [0.52, 0.50, 0.49], "fusion": [0.50, 0.55, 0.45]},
 }
+CONTROL_SCORES = {  # the variants' models fine-tuned untrained: task → control → per-seed test score
+    "sentiment": {"untrained-char": [0.70, 0.72, 0.71], "untrained-word": [0.70, 0.72, 0.71],
+                  "untrained-fusion": [0.80, 0.82, 0.81]},
+    "cluener": {"untrained-char": [0.49, 0.56, 0.44], "untrained-word": [0.30, 0.31, 0.32],
+                "untrained-fusion": [0.40, 0.41, 0.42]},
+}
 METRIC = {"sentiment": "accuracy", "cluener": "f1"}
 PRE = {  # variant → (parameters, FLOPs/token, final held-out bits/char with words / chars masked, tokens per char)
     "char": (1_283_797, 1_742_284.8, 13.1446, 12.0021, 1.0),
@@ -58,11 +64,13 @@ def pretrain_run(folder: Path, embedding: str, steps: int = 8, batch: int = 32, 
         b = bpc + (steps - step) * 0.1
         record = {"kind": "eval", "step": step, "time": t0 + step + 0.5, "mlm_loss": b * math.log(2),
                   "accuracy": 0.1, "bits_per_char": b, "masked_tokens": round(1776 * tok_per_char),
-                  "masked_chars": 1776, "chars": step * chars_per_step}
+                  "masked_chars": 1776, "unigram_accuracy": 0.04, "unigram_bits_per_char": bpc + 0.25,
+                  "chars": step * chars_per_step}
         if char_bpc is not None:
             c = char_bpc + (steps - step) * 0.1
             record |= {"char_mlm_loss": c * math.log(2), "char_accuracy": 0.2, "char_bits_per_char": c,
-                       "char_masked_tokens": 1700, "char_masked_chars": 1700}
+                       "char_masked_tokens": 1700, "char_masked_chars": 1700, "char_unigram_accuracy": 0.03,
+                       "char_unigram_bits_per_char": char_bpc + 0.5}
         return record
 
     records = []
@@ -109,8 +117,8 @@ def finetune_run(folder: Path, task: str, scores: list[float]) -> None:
 def make_runs(root: Path, steps: dict[str, int] | None = None, resume: str | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     spec = {"name": "tiny", "reference": "char", "tasks": list(SCORES), "seeds": SEEDS,
-            "variants": [{"name": n, "embedding": e, "masking": m, "description": f"{n} model"}
-                         for n, e, m in VARIANTS],
+            "variants": [{"name": n, "embedding": e, "masking": m, "description": f"{n} model",
+                          "control": f"untrained-{e}"} for n, e, m in VARIANTS],
             "machine": "test box", "date": "2026-11-23"}
     (root / "compare.json").write_text(json.dumps(spec), encoding="utf-8")
     for name, _, _ in VARIANTS:
@@ -118,6 +126,9 @@ def make_runs(root: Path, steps: dict[str, int] | None = None, resume: str | Non
                      resume_at=4 if name == resume else None)
         for task, by_variant in SCORES.items():
             finetune_run(root / name / "finetune" / task, task, by_variant[name])
+    for task, by_control in CONTROL_SCORES.items():
+        for control, scores in by_control.items():
+            finetune_run(root / control / "finetune" / task, task, scores)
     return root
 
 
@@ -170,15 +181,10 @@ def test_paired_verdicts():
 
 def markdown_table(md: str) -> list[dict[str, str]]:
     """The first table of report.md as header → cell dicts."""
-    lines = [ln for ln in md.split("## Results", 1)[1].splitlines() if ln.startswith("|")]
+    lines = md.split("## Results", 1)[1].strip().splitlines()
+    lines = lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("|"))]  # up to the table's end
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    body = [ln for ln in lines[2:] if not ln.startswith("|---")]
-    rows = []
-    for ln in body:
-        rows.append(dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))))
-        if len(rows) == len(VARIANTS):
-            break
-    return rows
+    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
 
 
 def test_table_numbers_are_the_runs_numbers(report):
@@ -186,7 +192,16 @@ def test_table_numbers_are_the_runs_numbers(report):
     data = json.loads((out / "report.json").read_text(encoding="utf-8"))
     rows = markdown_table((out / "report.md").read_text(encoding="utf-8"))
     assert rep.table_markdown in rep.markdown
-    assert [r["variant"] for r in rows] == [n for n, _, _ in VARIANTS]
+    assert [r["variant"] for r in rows] == [n for n, _, _ in VARIANTS] + [
+        f"untrained-{e} (no pretraining)" for e in ("char", "word", "fusion")]
+    for row in rows[len(VARIANTS):]:  # the controls: task scores, no pretraining figures
+        control = row["variant"].removesuffix(" (no pretraining)")
+        for task, by_control in CONTROL_SCORES.items():
+            mean, std = (float(x) for x in row[f"{task} (test {METRIC[task]})"].split(" ± "))
+            assert mean == pytest.approx(statistics.fmean(by_control[control]), abs=5e-5)
+        assert row["parameters"] == "—" and row["held-out bits/char, words masked (unigram)"] == "—"
+    assert [c["name"] for c in data["controls"]] == ["untrained-char", "untrained-word", "untrained-fusion"]
+    rows = rows[:len(VARIANTS)]
     by_name = {v["name"]: v for v in data["variants"]}
     for row in rows:
         name = row["variant"]
@@ -208,9 +223,11 @@ def test_table_numbers_are_the_runs_numbers(report):
         assert (pre["steps"], pre["batch_size"], pre["chars"]) == (8, 32, 8 * 32_000)
         assert pre["tokens"] == round(8 * 32_000 * tok_per_char)
         assert int(row["parameters"].replace(",", "")) == params
-        assert float(row["held-out bits/char (words masked)"]) == pytest.approx(bpc, abs=5e-4)
-        chars_masked = row["held-out bits/char (chars masked)"]
-        assert chars_masked == "—" if char_bpc is None else float(chars_masked) == pytest.approx(char_bpc, abs=5e-4)
+        assert row["held-out bits/char, words masked (unigram)"] == f"{bpc:.3f} ({bpc + 0.25:.3f})"
+        assert row["held-out accuracy, words masked (unigram)"] == "0.100 (0.040)"
+        chars_masked = row["held-out bits/char, chars masked (unigram)"]
+        assert chars_masked == ("—" if char_bpc is None else f"{char_bpc:.3f} ({char_bpc + 0.5:.3f})")
+        assert pre["unigram_bits_per_char"] == bpc + 0.25 and pre["unigram_accuracy"] == 0.04
         assert float(row["FLOPs/token"].removesuffix(" M")) == pytest.approx(flops / 1e6, abs=5e-3)
         assert int(row["chars seen"].replace(",", "")) == pre["chars"]
         assert int(row["tokens seen"].replace(",", "")) == pre["tokens"]
@@ -241,6 +258,23 @@ def test_verdicts_in_words(report):
     data = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [(c["task"], c["variant"], c["distinguishable"]) for c in data["comparisons"]] == \
         [(c.task, c.variant, c.test.distinguishable) for c in rep.comparisons]
+
+
+def test_what_pretraining_bought(report):
+    """Each variant against its model fine-tuned untrained, paired by seed, in words and in report.json."""
+    rep, out = report
+    by = {(c.task, c.variant): c for c in rep.gains}
+    assert set(by) == {(t, v) for t in SCORES for v in ("char", "word", "fusion")}
+    assert all(by[t, v].reference == f"untrained-{v}" for t, v in by)
+    char = by["sentiment", "char"]  # +0.10 on every seed
+    assert char.test.distinguishable and char.test.diff == pytest.approx(0.1)
+    assert "char is better than untrained-char on sentiment" in char.text
+    assert not by["sentiment", "fusion"].test.distinguishable  # the same scores as untrained
+    assert by["cluener", "word"].test.distinguishable and by["cluener", "word"].test.diff > 0
+    assert "## What did pretraining buy?" in rep.markdown and all(f"- {c.text}" in rep.markdown for c in rep.gains)
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert [(g["task"], g["variant"], g["reference"], g["distinguishable"]) for g in data["pretraining_gains"]] == \
+        [(c.task, c.variant, c.reference, c.test.distinguishable) for c in rep.gains]
 
 
 def test_fairness_equal_budget(report):

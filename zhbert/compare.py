@@ -9,8 +9,12 @@ written beside it; every step is keyed by the hash of what determines it, so a r
 and an interrupted pretraining run resumes from its last checkpoint. Keys hold data by content: the manifest of the
 shards a variant trains on, the pretrained weights and the task folder's files.
 
+Controls: each model file of the comparison is also fine-tuned untrained (its weights as a pretraining run of it
+starts), with the same seeds, so the report can say what pretraining bought on each task.
+
 Layout: ``<runs>/<name>/compare.json``, ``<variant>/pretrain.toml``, ``<variant>/pretrain/`` (run folder with
-export/), ``<variant>/finetune/<task>/`` (per seed and summary.json); the report in ``<reports>/<name>/``.
+export/), ``<variant>/finetune/<task>/`` (per seed and summary.json), ``untrained-<model>/export/`` and
+``untrained-<model>/finetune/<task>/`` (the controls); the report in ``<reports>/<name>/``.
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ class CompareConfig:
     """The variant every other one is compared against."""
     jobs: int = 2
     """Fine-tuning runs at once, each its own process (on one GPU: 1)."""
+    controls: bool = True
+    """Also fine-tune each model file untrained (the no-pretraining control) on every task with the same seeds."""
     variants: list[Variant] = field(default_factory=_default_variants)
 
     def __post_init__(self) -> None:
@@ -102,7 +108,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     """Pretrain and fine-tune every variant (skipping what is done), then write the report; returns its folder."""
     from zhbert.train.config import PretrainConfig
     from zhbert.train.data import check_inputs
-    from zhbert.train.pretrain import PROTOCOL
+    from zhbert.train.pretrain import PROTOCOL, export_untrained
 
     runs, tasks = Path(cfg.runs) / cfg.name, Path(cfg.tasks_dir)
     specs = {t: get_task(t) for t in cfg.tasks}  # registered tasks only: an unknown name lists the known ones
@@ -116,23 +122,34 @@ def run_compare(cfg: CompareConfig) -> Path:
         raise FileNotFoundError(f"no {MANIFEST} in {', '.join(absent)}: prepare the shards the variants train on "
                                 "(`zhbert prep`; the word view: `zhbert vocab word`)")
     steps = Steps(runs)
+    exports: dict[str, Path] = {}  # what is fine-tuned: every variant's export, then every control's
+    controls: dict[str, str] = {}  # variant → its control
     for v in cfg.variants:
         folder = runs / v.name
         toml = _write_pretrain_toml(cfg, v, folder)
         pretrain_cfg = load(PretrainConfig, toml)
         check_inputs(pretrain_cfg)  # a bad input stops here, before any launcher starts
-        key = config_hash(pretrain_cfg, sha256_file(shards[v.name] / MANIFEST), PROTOCOL)  # the data by content
+        data_key = sha256_file(shards[v.name] / MANIFEST)  # the data by content
+        key = config_hash(pretrain_cfg, data_key, PROTOCOL)
         steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
                   partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
+        exports[v.name] = folder / "pretrain" / "export"
+        if cfg.controls:
+            control = controls[v.name] = f"untrained-{Path(v.model).stem}"
+            if control not in exports:  # one per model file: the masking does not touch the initial weights
+                exports[control] = runs / control / "export"
+                steps.run(f"untrained {Path(v.model).stem}", config_hash(pretrain_cfg.model, pretrain_cfg.seed,
+                                                                          data_key, PROTOCOL),
+                          [exports[control] / "training.json"], partial(export_untrained, pretrain_cfg,
+                                                                        exports[control]))
 
     finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
     task_data = {t: folder_sha256(tasks / t) for t in cfg.tasks}  # the files, whoever wrote them
     jobs = []
-    for v in cfg.variants:
-        export = runs / v.name / "pretrain" / "export"
+    for name, export in exports.items():
         weights = sha256_file(export / WEIGHTS_FILE)
         for task in cfg.tasks:
-            job = _Job(f"finetune {v.name} {task}", export, task, tasks / task, runs / v.name / "finetune" / task,
+            job = _Job(f"finetune {name} {task}", export, task, tasks / task, runs / name / "finetune" / task,
                        config_hash(finetune_cfg, weights, specs[task], task_data[task]))
             if steps.current(job.name, job.key, [job.out / "summary.json"]):
                 print(f"── {job.name}: up to date")
@@ -144,8 +161,8 @@ def run_compare(cfg: CompareConfig) -> Path:
         "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
         "variants": [{"name": v.name, "embedding": _model_kind(v.model), "description": v.description,
                       "masking": "whole-word" if v.whole_word_prob == 1.0 else
-                      "char" if v.whole_word_prob == 0.0 else f"whole-word {v.whole_word_prob:.0%}"}
-                     for v in cfg.variants],
+                      "char" if v.whole_word_prob == 0.0 else f"whole-word {v.whole_word_prob:.0%}",
+                      "control": controls.get(v.name)} for v in cfg.variants],
         "ranks": cfg.ranks, "machine": _machine(), "date": time.strftime("%Y-%m-%d"),
     })
     from zhbert.report import write_report

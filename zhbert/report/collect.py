@@ -7,6 +7,7 @@ Layout read (written by `zhbert compare`, `zhbert pretrain` and `zhbert finetune
     <runs>/<variant>/pretrain/export/training.json        config, parameters, FLOPs/token, counts, train_seconds
     <runs>/<variant>/finetune/<task>/seed-<s>/metrics.json  one fine-tuning run: the source of every score
     <runs>/<variant>/finetune/<task>/summary.json          mean ± std as finetune printed it (cross-checked)
+    <runs>/<control>/finetune/<task>/seed-<s>/metrics.json  the no-pretraining control of a variant's model (if any)
 
 Scores come from the per-seed files, not the summaries, so that seed s of a variant can be paired with seed s
 of the reference.
@@ -35,6 +36,9 @@ class Variant:
     embedding: str
     masking: str
     description: str = ""
+    control: str | None = None
+    """The run fine-tuned from this variant's model untrained (the no-pretraining control), if the comparison has
+    one."""
 
 
 @dataclass
@@ -62,6 +66,13 @@ class Pretraining:
     tokens, and across runs, since every run's held-out masks are the same (zhbert.data.masking)."""
     char_bits_per_char: float | None
     """The same with single characters masked; None for a word-level model (its tokens are words)."""
+    accuracy: float
+    """Held-out masked-token accuracy at the last evaluation, whole words masked."""
+    unigram_bits_per_char: float
+    unigram_accuracy: float
+    """The unigram reference on the same masks: predicting every masked token from the training rows' token
+    frequencies (per vocabulary, so char and word models have their own). The floor of "learned something"."""
+    char_unigram_bits_per_char: float | None
     mlm_loss: float
     """Held-out MLM loss (nats per masked token) at the last evaluation, whole words masked."""
     eval_step: int
@@ -111,7 +122,9 @@ class Runs:
     pretraining: dict[str, Pretraining]
     """variant → its pretraining figures."""
     finetune: dict[str, dict[str, TaskScores]]
-    """task → variant → scores."""
+    """task → variant or control → scores."""
+    controls: list[str] = field(default_factory=list)
+    """The no-pretraining controls, each fine-tuned like a variant (see ``Variant.control``)."""
     machine: str = ""
     date: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -131,8 +144,10 @@ def collect(runs: str | Path) -> Runs:
     if not spec_path.exists():
         raise RunsError(f"{folder}: no compare.json; is this a `zhbert compare` runs folder?")
     spec = read_json(spec_path)
-    variants = [Variant(v["name"], v["embedding"], v["masking"], v.get("description", "")) for v in spec["variants"]]
+    variants = [Variant(v["name"], v["embedding"], v["masking"], v.get("description", ""), v.get("control"))
+                for v in spec["variants"]]
     names = [v.name for v in variants]
+    controls = list(dict.fromkeys(v.control for v in variants if v.control))
     if spec["reference"] not in names:
         raise RunsError(f"{spec_path}: reference {spec['reference']!r} is not one of the variants {names}")
     tasks, seeds = list(spec["tasks"]), [int(s) for s in spec["seeds"]]
@@ -148,7 +163,7 @@ def collect(runs: str | Path) -> Runs:
         pretraining[v] = _pretraining(pre, warnings)
     scores: dict[str, dict[str, TaskScores]] = {t: {} for t in tasks}
     for t in tasks:
-        for v in names:
+        for v in names + controls:
             task_dir = folder / v / "finetune" / t
             absent = [task_dir / f"seed-{s}" / "metrics.json" for s in seeds]
             absent = [f for f in absent if not f.exists()]
@@ -165,7 +180,7 @@ def collect(runs: str | Path) -> Runs:
             raise RunsError(f"{folder}: task {t} is scored differently across variants: "
                             + ", ".join(f"{v}: {s.split} {s.metric}" for v, s in scores[t].items()))
     return Runs(folder, spec.get("name", folder.name), spec["reference"], tasks, seeds, variants, pretraining,
-                scores, spec.get("machine", ""), spec.get("date", ""), warnings)
+                scores, controls, spec.get("machine", ""), spec.get("date", ""), warnings)
 
 
 def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
@@ -190,6 +205,8 @@ def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
         chars=training["chars"], train_seconds=training["train_seconds"],
         tokens_per_s=training["tokens_per_s"],
         bits_per_char=last["bits_per_char"], char_bits_per_char=last.get("char_bits_per_char"),
+        accuracy=last["accuracy"], unigram_bits_per_char=last["unigram_bits_per_char"],
+        unigram_accuracy=last["unigram_accuracy"], char_unigram_bits_per_char=last.get("char_unigram_bits_per_char"),
         mlm_loss=last["mlm_loss"], eval_step=last["step"], eval_masked_chars=last["masked_chars"],
         eval_masking=training["eval_masking"], mask_rate=training["mask_rate"], resumed=resumed,
         train_curve=[(r["chars"], r["bits_per_char"]) for r in train],

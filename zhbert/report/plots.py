@@ -46,18 +46,18 @@ def plot_pretraining(runs: Runs, path: Path) -> Path:
 def plot_downstream(runs: Runs, path: Path) -> Path:
     """One panel per task: per variant the mean over seeds with ± one std error bars, and each seed's score beside
     it; points rather than bars, so that the y axis can zoom to where the differences are without misleading
-    with bar areas. The dashed line is the reference's mean."""
+    with bar areas. The dashed line is the reference's mean; the no-pretraining controls come last, in grey."""
     n = len(runs.tasks)
-    fig = Figure(figsize=(max(4.0, 3.2 * n), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(4.0, 3.4 * n), 4.4), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)
-    names = [v.name for v in runs.variants]
+    names = [v.name for v in runs.variants] + runs.controls
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, task in zip(axes[0], runs.tasks):
         by_variant = runs.finetune[task]
         ax.axhline(by_variant[runs.reference].mean, color="grey", linestyle="--", linewidth=0.8)
         for i, v in enumerate(names):
             s = by_variant[v]
-            colour = colours[i % len(colours)]
+            colour = "grey" if v in runs.controls else colours[i % len(colours)]
             ax.errorbar(i, s.mean, yerr=s.std, fmt="o", markersize=7, capsize=5, color=colour)
             ax.scatter([i + 0.18] * len(s.scores), list(s.scores.values()), facecolor="none", edgecolor=colour, s=16)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)

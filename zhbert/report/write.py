@@ -1,5 +1,6 @@
-"""The report of a comparison: report.md (one table, a verdict per task and variant, a fairness section, the
-plots) and report.json with every number report.md shows, plus the per-seed scores and the curves."""
+"""The report of a comparison: report.md (one table, a verdict per task and variant against the reference and
+against its no-pretraining control, a fairness section, the plots) and report.json with every number report.md
+shows, plus the per-seed scores and the curves."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zhbert.data.files import write_json
+from zhbert.data.files import write_json, write_text
 from zhbert.report.collect import Runs, collect
 from zhbert.report.plots import DOWNSTREAM_PNG, PRETRAIN_PNG, plot_downstream, plot_pretraining
 from zhbert.report.stats import ALPHA, PairedTest, paired_t
@@ -36,6 +37,8 @@ class Report:
 
     runs: Runs
     comparisons: list[Comparison]
+    gains: list[Comparison]
+    """Each variant against its no-pretraining control: what pretraining bought, task by task."""
     fairness: list[str]
     """Sentences on whether the variants had the same budget; a difference is flagged in them."""
     table_markdown: str
@@ -51,33 +54,35 @@ def write_report(runs: str | Path, out: str | Path) -> Report:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     comparisons = compare(data)
+    gains = pretraining_gains(data)
     fairness = fairness_notes(data)
     table = results_table(data)
     pngs = [plot_pretraining(data, out / PRETRAIN_PNG), plot_downstream(data, out / DOWNSTREAM_PNG)]
-    markdown = _markdown(data, table, comparisons, fairness)
+    markdown = _markdown(data, table, comparisons, gains, fairness)
     md_path = out / "report.md"
-    tmp = md_path.with_name(md_path.name + ".tmp")
-    tmp.write_text(markdown, encoding="utf-8")
-    tmp.replace(md_path)
+    write_text(md_path, markdown)
     json_path = out / "report.json"
-    write_json(json_path, _json(data, comparisons, fairness))
-    return Report(data, comparisons, fairness, table, markdown, out, [md_path, json_path, *pngs])
+    write_json(json_path, _json(data, comparisons, gains, fairness))
+    return Report(data, comparisons, gains, fairness, table, markdown, out, [md_path, json_path, *pngs])
 
 
 def compare(runs: Runs) -> list[Comparison]:
     """Every variant against the reference, task by task, paired by seed."""
-    ref = runs.reference
-    comparisons = []
-    for task in runs.tasks:
-        scores = runs.finetune[task]
-        for v in runs.variants:
-            if v.name == ref:
-                continue
-            seeds = sorted(scores[ref].scores)
-            test = paired_t([scores[v.name].scores[s] for s in seeds], [scores[ref].scores[s] for s in seeds])
-            comparisons.append(Comparison(task, v.name, ref, runs.metric(task), test,
-                                          verdict(task, v.name, ref, runs.metric(task), test)))
-    return comparisons
+    return [paired(runs, task, v.name, runs.reference) for task in runs.tasks for v in runs.variants
+            if v.name != runs.reference]
+
+
+def pretraining_gains(runs: Runs) -> list[Comparison]:
+    """Every variant against its no-pretraining control, task by task, paired by seed."""
+    return [paired(runs, task, v.name, v.control) for task in runs.tasks for v in runs.variants if v.control]
+
+
+def paired(runs: Runs, task: str, variant: str, reference: str) -> Comparison:
+    scores = runs.finetune[task]
+    seeds = sorted(scores[reference].scores)
+    test = paired_t([scores[variant].scores[s] for s in seeds], [scores[reference].scores[s] for s in seeds])
+    return Comparison(task, variant, reference, runs.metric(task), test,
+                      verdict(task, variant, reference, runs.metric(task), test))
 
 
 def verdict(task: str, variant: str, reference: str, metric: str, test: PairedTest) -> str:
@@ -143,19 +148,29 @@ def fairness_notes(runs: Runs) -> list[str]:
 
 
 def results_table(runs: Runs) -> str:
-    """The one table: a row per variant, per-task mean ± std, then pretraining figures."""
+    """The one table: a row per variant, per-task mean ± std, then pretraining figures with the unigram reference
+    in brackets; then a row per no-pretraining control (task scores only)."""
     header = ["variant", *(f"{t} ({runs.split(t)} {runs.metric(t)})" for t in runs.tasks),
-              "held-out bits/char (words masked)", "held-out bits/char (chars masked)",
-              "parameters", "FLOPs/token", "tokens/s", "train time", "chars seen", "tokens seen"]
+              "held-out accuracy, words masked (unigram)", "held-out bits/char, words masked (unigram)",
+              "held-out bits/char, chars masked (unigram)", "parameters", "FLOPs/token", "tokens/s", "train time",
+              "chars seen", "tokens seen"]
     rows = []
     for v in runs.variants:
         p = runs.pretraining[v.name]
-        scores = [runs.finetune[t][v.name] for t in runs.tasks]
-        rows.append([v.name, *(f"{s.mean:.{SCORE_DIGITS}f} ± {s.std:.{SCORE_DIGITS}f}" for s in scores),
-                     f"{p.bits_per_char:.3f}", "—" if p.char_bits_per_char is None else f"{p.char_bits_per_char:.3f}",
+        chars_masked = "—" if p.char_bits_per_char is None else \
+            f"{p.char_bits_per_char:.3f} ({p.char_unigram_bits_per_char:.3f})"
+        rows.append([v.name, *_scores(runs, v.name), f"{p.accuracy:.3f} ({p.unigram_accuracy:.3f})",
+                     f"{p.bits_per_char:.3f} ({p.unigram_bits_per_char:.3f})", chars_masked,
                      f"{p.parameters:,}", _si(p.flops_per_token), f"{p.tokens_per_s:,.0f}",
                      _duration(p.train_seconds), f"{p.chars:,}", f"{p.tokens:,}"])
+    for c in runs.controls:
+        rows.append([f"{c} (no pretraining)", *_scores(runs, c), *["—"] * (len(header) - 1 - len(runs.tasks))])
     return _table(header, rows)
+
+
+def _scores(runs: Runs, name: str) -> list[str]:
+    return [f"{s.mean:.{SCORE_DIGITS}f} ± {s.std:.{SCORE_DIGITS}f}"
+            for s in (runs.finetune[t][name] for t in runs.tasks)]
 
 
 def budget_table(runs: Runs) -> str:
@@ -191,17 +206,21 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _markdown(runs: Runs, table: str, comparisons: list[Comparison], fairness: list[str]) -> str:
+def _markdown(runs: Runs, table: str, comparisons: list[Comparison], gains: list[Comparison],
+              fairness: list[str]) -> str:
     seeds = ", ".join(map(str, runs.seeds))
     where = ", ".join(x for x in (runs.machine, runs.date) if x)
     parts = [f"# Comparison: {runs.name}", "",
              f"Runs folder `{runs.folder}`{f' ({where})' if where else ''}. Reference: **{runs.reference}**. "
              f"Each task fine-tuned with seeds {seeds}.", "", "## Results", "", table, "",
              f"Scores: mean ± sample standard deviation over seeds {seeds}, on the split named in the header. "
-             "Held-out bits/char: pretraining MLM loss on held-out rows at the last evaluation, in bits per "
-             "character (comparable across char and word tokens), with the same masks for every variant: whole "
-             "words, or single characters (not for the word model, whose tokens are words). Train time: the sum of "
-             "step times (no evaluation, checkpoints or start-up). Chars and tokens seen: pretraining, all ranks.", "",
+             "Held-out accuracy and bits/char: pretraining MLM on held-out rows at the last evaluation, bits per "
+             "character being comparable across char and word tokens, with the same masks for every variant: whole "
+             "words, or single characters (not for the word model, whose tokens are words). In brackets the unigram "
+             "reference on the same masks: predicting every masked token from the training rows' token "
+             "frequencies, the floor a model that learned anything clears. Rows \"(no pretraining)\": the variants' "
+             "models fine-tuned untrained, with the same seeds and settings. Train time: the sum of step times (no "
+             "evaluation, checkpoints or start-up). Chars and tokens seen: pretraining, all ranks.", "",
              "## Is a difference larger than the seed spread?", "",
              "Each variant against the reference, paired by seed (the same seed gives both the same head "
              "initialisation and batch order); two-sided paired t-test at 95%. "
@@ -210,6 +229,14 @@ def _markdown(runs: Runs, table: str, comparisons: list[Comparison], fairness: l
         parts += [f"**{task}** ({runs.split(task)} {runs.metric(task)})", ""]
         parts += [f"- {c.text}" for c in comparisons if c.task == task]
         parts.append("")
+    if gains:
+        parts += ["## What did pretraining buy?", "",
+                  "Each variant against its model fine-tuned untrained (the same weights a pretraining run starts "
+                  f"from), paired by seed, as above. {_chance(len(gains))}", ""]
+        for task in runs.tasks:
+            parts += [f"**{task}** ({runs.split(task)} {runs.metric(task)})", ""]
+            parts += [f"- {c.text}" for c in gains if c.task == task]
+            parts.append("")
     parts += ["## Fairness", "", *[f"- {n}" for n in fairness], "", budget_table(runs), "", "## Variants", ""]
     parts += [f"- **{v.name}**: {v.embedding} embedding, {v.masking} masking"
               + (f"; {v.description}" if v.description else "") for v in runs.variants]
@@ -232,24 +259,27 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _json(runs: Runs, comparisons: list[Comparison], fairness: list[str]) -> dict[str, Any]:
-    variants = []
-    for v in runs.variants:
-        pre = dataclasses.asdict(runs.pretraining[v.name])
-        tasks = {t: {"metric": s.metric, "split": s.split, "mean": s.mean, "std": s.std,
-                     "per_seed": {str(seed): x for seed, x in s.scores.items()},
-                     "finetune_seconds": s.finetune_seconds}
-                 for t in runs.tasks for s in [runs.finetune[t][v.name]]}
-        variants.append(dataclasses.asdict(v) | {"pretraining": pre, "finetune": tasks})
+def _json(runs: Runs, comparisons: list[Comparison], gains: list[Comparison], fairness: list[str]) -> dict[str, Any]:
+    def finetune(name: str) -> dict[str, Any]:
+        return {t: {"metric": s.metric, "split": s.split, "mean": s.mean, "std": s.std,
+                    "per_seed": {str(seed): x for seed, x in s.scores.items()}, "finetune_seconds": s.finetune_seconds}
+                for t in runs.tasks for s in [runs.finetune[t][name]]}
+
+    def tests(cs: list[Comparison]) -> list[dict[str, Any]]:
+        return [{"task": c.task, "variant": c.variant, "reference": c.reference, "metric": c.metric,
+                 "test": "paired t, two-sided, 95%", "n": c.test.n, "diff": c.test.diff, "sd": c.test.sd,
+                 "t": _finite(c.test.t), "p": c.test.p, "ci95": c.test.ci95,
+                 "distinguishable": c.test.distinguishable, "text": c.text} for c in cs]
+
     return {
         "name": runs.name, "folder": str(runs.folder), "reference": runs.reference, "seeds": runs.seeds,
         "machine": runs.machine, "date": runs.date,
         "tasks": [{"task": t, "metric": runs.metric(t), "split": runs.split(t)} for t in runs.tasks],
-        "variants": variants,
-        "comparisons": [{"task": c.task, "variant": c.variant, "reference": c.reference, "metric": c.metric,
-                         "test": "paired t, two-sided, 95%", "n": c.test.n, "diff": c.test.diff, "sd": c.test.sd,
-                         "t": _finite(c.test.t), "p": c.test.p, "ci95": c.test.ci95,
-                         "distinguishable": c.test.distinguishable, "text": c.text} for c in comparisons],
+        "variants": [dataclasses.asdict(v) | {"pretraining": dataclasses.asdict(runs.pretraining[v.name]),
+                                              "finetune": finetune(v.name)} for v in runs.variants],
+        "controls": [{"name": c, "finetune": finetune(c)} for c in runs.controls],
+        "comparisons": tests(comparisons),
+        "pretraining_gains": tests(gains),
         "fairness": fairness,
         "warnings": runs.warnings,
     }

@@ -178,6 +178,15 @@ class PretrainData:
         places = [list(range(i, min(i + mb, len(self.eval_index)))) for i in range(0, len(self.eval_index), mb)]
         return [(p, self._fetch(self.eval_index[p].tolist())) for p in places[self.rank:: self.world_size]]
 
+    def unigram_log_probs(self, vocab_size: int) -> np.ndarray:
+        """log p(token) of the training rows' token frequencies, add-one smoothed over the vocab (V,): the
+        unigram reference, a model that predicts every masked token without looking at anything."""
+        import pyarrow.compute as pc
+
+        rows = self.dataset.data.column("input_ids").take(self.train_index)
+        counts = np.bincount(pc.list_flatten(rows).to_numpy(), minlength=vocab_size).astype(np.float64) + 1
+        return np.log(counts / counts.sum())
+
     @property
     def epoch_steps(self) -> float:
         return len(self.train_index) / self.cfg.batch_size

@@ -154,6 +154,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         print("example:", describe_row(example[0], masked, vocabs), flush=True)
 
     token_chars = torch.from_numpy(vocabs.token_chars)
+    unigram = torch.from_numpy(data.unigram_log_probs(len(vocabs.tokens)))
     bar = tqdm(total=cfg.steps, initial=start, disable=not lead, unit="step", dynamic_ncols=True, file=sys.stdout)
     interval = _fresh_interval()
     for step in range(start, cfg.steps):
@@ -201,11 +202,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
             interval = _fresh_interval()
         if done % cfg.eval_every == 0 or last:
-            result = evaluate(engine, data, collator, token_chars, ds.all_reduce_sum, eval_units)
+            result = evaluate(engine, data, collator, token_chars, unigram, ds.all_reduce_sum, eval_units)
             log.write("eval", done, **result, chars=counters["chars"])
             if lead:
                 bar.write(f"step {done}: held-out (whole words masked) MLM loss {result['mlm_loss']:.4f}, accuracy "
-                          f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char"
+                          f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char (unigram "
+                          f"{result['unigram_accuracy']:.3f}, {result['unigram_bits_per_char']:.3f})"
                           + (f"; single chars masked: {result['char_bits_per_char']:.3f} bits/char"
                              if "char" in eval_units else ""))
         if done % cfg.save_every == 0 or last:
@@ -241,18 +243,33 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     return export
 
 
+def export_untrained(cfg: PretrainConfig, folder: Path) -> Path:
+    """The no-pretraining control of ``cfg``: its model exactly as a run of it starts (the same seed, so the same
+    initial weights), exported like a trained one, so fine-tuning it measures what pretraining bought."""
+    inputs = check_inputs(cfg)
+    torch.manual_seed(cfg.seed)
+    model = _build_model(inputs.model, inputs.glyphs, inputs.vocabs)
+    return save_export(model, folder, cfg.data.vocab, cfg.data.glyphs, text=inputs.text, training={
+        "control": "no pretraining", "config": to_dict(cfg), "config_hash": config_hash(cfg), "protocol": PROTOCOL,
+        "steps": 0, "parameters": sum(p.numel() for p in model.parameters())})
+
+
 def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_chars: torch.Tensor,
-             all_reduce_sum: Callable[[list[float]], list[float]], units: list[EvalUnit]) -> dict[str, float]:
+             unigram: torch.Tensor, all_reduce_sum: Callable[[list[float]], list[float]],
+             units: list[EvalUnit]) -> dict[str, float]:
     """Held-out MLM loss (nats per masked token), masked-token accuracy and bits per character (nats over the
     characters the masked tokens stand for, in bits: the one figure char and word models share), under the fixed
     evaluation masking (`MaskingCollator.held_out`): the same rows, positions and masks for every run, whatever
     its training masking and number of ranks. Whole words: ``mlm_loss``, ``accuracy``, ``bits_per_char``; single
-    characters (char view only): the same names prefixed ``char_``."""
+    characters (char view only): the same names prefixed ``char_``. Beside them, ``unigram_accuracy`` and
+    ``unigram_bits_per_char``: the same figures for predicting every masked token from the training rows' token
+    frequencies (``unigram``, log-probabilities (V,)) — the floor a model that learned anything clears."""
     engine.eval()
     out: dict[str, float] = {}
+    most_frequent = int(unigram.argmax())
     with torch.no_grad():
         for unit in units:
-            nats = correct = tokens = chars = 0.0
+            nats = correct = tokens = chars = unigram_nats = unigram_correct = 0.0
             for places, rows in data.eval_batches():
                 batch = collator.held_out(rows, places, unit)
                 batch.pop("masked")
@@ -262,13 +279,17 @@ def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_c
                 correct += (logits.argmax(-1) == target).sum().item()
                 tokens += target.numel()
                 chars += token_chars[target].sum().item()
-            nats, correct, tokens, chars = all_reduce_sum([nats, correct, tokens, chars])
+                unigram_nats -= unigram[target].sum().item()
+                unigram_correct += (target == most_frequent).sum().item()
+            nats, correct, tokens, chars, unigram_nats, unigram_correct = all_reduce_sum(
+                [nats, correct, tokens, chars, unigram_nats, unigram_correct])
             if not tokens:
                 raise ValueError("no held-out sequences to evaluate: raise data.eval_percent or data.eval_sequences")
             prefix = "" if unit == "word" else f"{unit}_"
             out |= {f"{prefix}mlm_loss": nats / tokens, f"{prefix}accuracy": correct / tokens,
                     f"{prefix}bits_per_char": nats / math.log(2) / chars, f"{prefix}masked_tokens": int(tokens),
-                    f"{prefix}masked_chars": int(chars)}
+                    f"{prefix}masked_chars": int(chars), f"{prefix}unigram_accuracy": unigram_correct / tokens,
+                    f"{prefix}unigram_bits_per_char": unigram_nats / math.log(2) / chars}
     return out
 
 
