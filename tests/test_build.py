@@ -24,6 +24,7 @@ def test_prep_corpus_pipeline_end_to_end_and_rerun(small_corpus, tmp_path):
     chars, words = load_shards(tmp_path / "shards"), load_shards(tmp_path / "shards-word")
     assert glyphs.pixels.shape[0] == len(vocab) and glyphs.meta["vocab"]["sha256"] == vocab.sha256
     assert chars.num_rows == words.num_rows > 0 and max(map(len, chars["input_ids"])) <= 64
+    assert words["char_len"] == [len(ids) for ids in chars["input_ids"]]  # what packing groups both views by
     assert read_json(tmp_path / "shards" / "manifest.json")["vocab"]["char_sha256"] == vocab.sha256
     assert "── glyphs: done" in first
     second = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

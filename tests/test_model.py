@@ -189,6 +189,31 @@ def test_padding_is_masked(kind):
     assert not torch.allclose(h1[pad], h2[pad], atol=1e-3)  # the padded inputs really did change
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_document_ids_keep_packed_rows_apart(kind):
+    """Two sentences packed in one row: with ``document_ids`` the second one's hidden states do not depend on
+    the first one's tokens (block-diagonal attention); without, they do (attention crosses the seam)."""
+    model = build(kind=kind).eval()
+    b = inputs(batch(T=48), kind)
+    first = int(b["attention_mask"][0].sum())  # [CLS] sentence 1 [SEP] | sentence 2 [SEP] | padding
+    second = b["input_ids"][1, 1:int(b["attention_mask"][1].sum())]
+    packed = {k: v[:1].clone() for k, v in b.items()}
+    packed["input_ids"][0, first:first + len(second)] = second
+    packed["attention_mask"][0, :first + len(second)] = 1
+    if kind == "fusion":
+        packed["pinyin_ids"][0, first:first + len(second)] = b["pinyin_ids"][1, 1:1 + len(second)]
+    documents = torch.where(torch.arange(48) < first, 1, 2)[None] * packed["attention_mask"]
+    changed = dict(packed, input_ids=packed["input_ids"].clone())
+    changed["input_ids"][0, 1:first - 1] = MASK  # every token of sentence 1 (not its [CLS] / [SEP])
+    two = slice(first, first + len(second))
+    with torch.no_grad():
+        kept_apart = [model.bert(**x, document_ids=documents)[0, two] for x in (packed, changed)]
+        crossing = [model.bert(**x)[0, two] for x in (packed, changed)]
+        assert torch.isfinite(model.bert(**packed, document_ids=documents)).all()  # padding rows too
+    assert torch.allclose(*kept_apart, atol=1e-5)
+    assert not torch.allclose(*crossing, atol=1e-3)
+
+
 def centred_parts(emb, ids: torch.Tensor, pids: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per token (B, T, E): the glyph feature minus that of the mean image of the inked glyphs, and the pinyin
     feature minus the mean over the real syllables — computed here token by token, from the tables."""

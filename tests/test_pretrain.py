@@ -120,19 +120,70 @@ def test_each_rank_reads_its_own_rows_of_each_step(built_data, tmp_path):
     cfg = load(PretrainConfig, TINY_FUSION, tiny(built_data, tmp_path))
     ranks = [PretrainData(cfg, r, 2) for r in (0, 1)]
     alone = PretrainData(cfg, 0, 1)
-    docs = lambda rows: [(r["doc_id"], tuple(r["input_ids"])) for r in rows]  # noqa: E731
+    docs = lambda rows: [(tuple(r["doc_ids"]), tuple(r["input_ids"])) for r in rows]  # noqa: E731
     for step in (0, 5, 10_000):  # 10,000 steps is many epochs of this small slice
         r0, r1 = docs(ranks[0].rows(step, 0)), docs(ranks[1].rows(step, 0))
         assert len(r0) == len(r1) == cfg.micro_batch and not set(r0) & set(r1)
         assert r0 + r1 == docs(alone.rows(step, 0)) + docs(alone.rows(step, 1))  # same step, same sequences
         assert r0 == docs(PretrainData(cfg, 0, 2).rows(step, 0))  # a function of the step alone
-    held = {r["doc_id"] for _, b in ranks[0].eval_batches() + ranks[1].eval_batches() for r in b}
-    train = {ranks[0].dataset[int(i)]["doc_id"] for i in ranks[0].train_index[:2000]}
+    held = {d for _, b in ranks[0].eval_batches() + ranks[1].eval_batches() for r in b for d in r["doc_ids"]}
+    train = set(ranks[0].dataset.select(ranks[0].train_rows)["doc_id"])
     assert held and not held & train
     assert len(ranks[0].eval_batches()) == len(ranks[1].eval_batches()) > 0
     # each held-out row keeps its place (which keys its evaluation masks) whatever the ranks
-    placed = lambda data: {p: r["doc_id"] for places, rows in data.eval_batches() for p, r in zip(places, rows)}  # noqa: E731
-    assert placed(ranks[0]) | placed(ranks[1]) == placed(alone) and len(placed(alone)) == len(alone.eval_index)
+    placed = lambda data: {p: tuple(r["doc_ids"]) for places, rows in data.eval_batches() for p, r in zip(places, rows)}  # noqa: E731
+    assert placed(ranks[0]) | placed(ranks[1]) == placed(alone) and len(placed(alone)) == alone.eval_sequences
+
+
+def test_join_rows_keeps_one_cls_and_runs_word_ids_on():
+    from zhbert.train.data import join_rows
+
+    a = {"input_ids": [2, 10, 11, 12, 3], "word_ids": [-1, 0, 0, 1, -1], "pinyin_ids": [0, 5, 6, 7, 0], "doc_id": "a"}
+    b = {"input_ids": [2, 13, 14, 3], "word_ids": [-1, 0, 1, -1], "pinyin_ids": [0, 8, 9, 0], "doc_id": "b"}
+    assert join_rows([a, b], documents=True) == {
+        "input_ids": [2, 10, 11, 12, 3, 13, 14, 3], "word_ids": [-1, 0, 0, 1, -1, 2, 3, -1],
+        "pinyin_ids": [0, 5, 6, 7, 0, 8, 9, 0], "document": [1, 1, 1, 1, 1, 2, 2, 2], "doc_ids": ["a", "b"]}
+
+
+def test_packed_sequences_are_full_and_the_same_text_in_both_views(built_data, tmp_path):
+    """Packing fills ≥ 95 % of the computed positions with real tokens (the fixture's rows of ≤ 64 tokens average
+    far less), every training row lands in exactly one sequence, and the word view packs the same rows in the same
+    order, so a word model reads the same text at every step as a char model (and is evaluated on it)."""
+    from zhbert.data.masking import MaskingCollator
+    from zhbert.data.word_view import surface
+    from zhbert.train.data import PretrainData, load_vocabs
+
+    views = {}
+    for kind in ("char", "word"):
+        config = ROOT / "configs" / "pretrain" / f"tiny-{kind}.toml"
+        for pack in (True, False):
+            cfg = load(PretrainConfig, config, tiny(built_data, tmp_path, config, **{"data.pack": pack}))
+            views[kind, pack] = cfg, PretrainData(cfg, 0, 1), load_vocabs(cfg)
+    cfg, data, vocabs = views["char", True]
+    rows, offsets = data.train
+    assert sorted(rows.tolist()) == sorted(data.train_rows.tolist())
+    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin)
+
+    def real_share(data: PretrainData) -> float:
+        masks = [collator(data.rows(step, m), step)["attention_mask"] for step in range(4) for m in range(2)]
+        return sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+
+    assert real_share(data) >= 0.95 and data.real_fraction() >= 0.95
+    assert real_share(views["char", False][1]) < 0.75  # the same rows unpacked: a quarter or more is padding
+    assert all(len(r["input_ids"]) <= 128 for step in range(4) for r in data.rows(step, 0))
+
+    def text(view: str, rows: list[dict]) -> list[tuple[list[str], str]]:
+        tokens = views[view, True][2].tokens
+        return [(r["doc_ids"], surface(tokens, r["input_ids"])) for r in rows]
+
+    word = views["word", True][1]
+    assert word.train_sequences == data.train_sequences
+    for step in (0, 3, 500):
+        assert text("char", data.rows(step, 1)) == text("word", word.rows(step, 1))
+    for (keys, char_rows), (word_keys, word_rows) in zip(data.eval_batches(), word.eval_batches(), strict=True):
+        assert keys == word_keys and text("char", char_rows) == text("word", word_rows)
+        # words are numbered alike, so the held-out masking hides the same characters in both views
+        assert [max(r["word_ids"]) for r in char_rows] == [max(r["word_ids"]) for r in word_rows]
 
 
 # ── bad input: a clear error before any training starts ──────────────────────────────────────────────────────
@@ -150,12 +201,15 @@ def test_bad_inputs_fail_before_training(built_data, tmp_path, vocab_dir):
     assert "no manifest.json" in run(f"--data.shards={json.dumps(str(tmp_path / 'nowhere'))}")
     assert "no glyphs.npy" in run(f"--data.glyphs={json.dumps(str(tmp_path))}")
     assert "4 fonts at 24px, but model.num_fonts = 3" in run("--model.num_fonts=3")
-    assert "a word model trains on zhbert.word_view/1" in run("--model.embedding=word", "--model.word_vocab_size=99999")
+    assert "a word model trains on zhbert.word_view/2" in run("--model.embedding=word", "--model.word_vocab_size=99999")
     assert "does not divide" in run("--batch_size=20")
     # the rows must fit the model's positions, a sentence pair's extra [SEP] included
     assert "rows of up to 64 tokens = 64 positions, but model.max_position is 48" in run("--model.max_position=48")
     assert "rows of up to 64 tokens + 1 [SEP] for masking.pairs = 'sop' = 65 positions, but model.max_position is 64" \
-        in run("--model.max_position=64", '--masking.pairs="sop"', '--model.pair_head="sop"')
+        in run("--model.max_position=64", '--masking.pairs="sop"', '--model.pair_head="sop"', "--data.pack=false")
+    assert "rows of up to 64 tokens do not fit in data.pack_len = 32" in run("--data.pack_len=32")
+    with pytest.raises(ConfigError, match="masking.pairs = 'sop' needs data.pack = false"):
+        load(PretrainConfig, TINY_FUSION, ['--masking.pairs="sop"', '--model.pair_head="sop"'])
     with pytest.raises(ConfigError, match=r"save_every \(5\) must be a multiple of log_every \(2\)"):
         load(PretrainConfig, TINY_FUSION, ["--log_every=2", "--save_every=5"])
     assert not (tmp_path / "run").exists()  # nothing was started

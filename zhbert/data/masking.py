@@ -96,6 +96,7 @@ class MaskingCollator:
     give the realised mask rate) and, for char-view rows, ``pinyin_ids``.
     With ``pairs`` set, also ``token_type_ids`` (B, T) — 0 on [CLS] A [SEP] and padding, 1 on B [SEP] —
     and ``pair_labels`` (B,); NSP reads each row's ``doc_id`` (no other document, no label-1 pair).
+    Packed rows with a ``document`` column (1, 2, … per joined row) also give ``document_ids`` (B, T).
     """
 
     def __init__(self, cfg: MaskingConfig, vocab: CharVocab, pinyin: PinyinVocab,
@@ -196,6 +197,8 @@ class MaskingCollator:
             "labels": torch.from_numpy(np.where(masked, ids, IGNORE)),
             "masked": torch.from_numpy(masked),
         }
+        if "document" in rows[0]:  # packed rows that attend only within themselves (DataConfig.pack_attention)
+            batch["document_ids"] = torch.from_numpy(self._pad(rows, "document", 0))
         if "pinyin_ids" in rows[0]:
             pinyin = self._pad(rows, "pinyin_ids", PinyinVocab.PAD)
             row = np.broadcast_to(np.arange(B)[:, None], (B, T))

@@ -42,9 +42,9 @@ from zhbert.data.readers import (
 )
 from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.shards import (
-    CHAR_VIEW,
     MANIFEST,
     arrow_stream,
+    char_view,
     finalize_folder,
     merge_ranks,
     part_name,
@@ -198,7 +198,7 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
     if len(enc):
         tally.add("words", int((np.maximum.reduceat(enc.word_ids, enc.offsets[:-1]) + 1).sum()))
     stats = {"key": key, "file": out.name, "documents": end - start, **tally.to_dict()}
-    write_arrow(out, cols, CHAR_VIEW)
+    write_arrow(out, cols, char_view(len(encoder.vocab)))
     write_json(stats_path, stats)  # the marker last: a crash before it leaves a shard that is redone
     return stats
 
@@ -285,7 +285,7 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         "shards": [{"file": s["file"], "documents": s["documents"], "sequences": s["counts"].get("sequences", 0),
                     "tokens": s["counts"].get("tokens", 0)} for s in shard_stats],
     }
-    finalize_folder(part, [s["file"] for s in manifest["shards"]], CHAR_VIEW, manifest)
+    finalize_folder(part, [s["file"] for s in manifest["shards"]], char_view(len(vocab)), manifest)
     if world_size == 1:
         manifest = merge_ranks(output)
     print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0)

@@ -17,17 +17,23 @@ from datasets import Features, List, Value
 
 from zhbert.data.files import atomic_write, read_json, write_json
 
-CHAR_VIEW = Features({
-    "input_ids": List(Value("int32")),
-    "word_ids": List(Value("int32")),
-    "pinyin_ids": List(Value("int16")),
-    "doc_id": Value("string"),
-})
-WORD_VIEW = Features({
-    "input_ids": List(Value("int32")),
-    "word_ids": List(Value("int32")),
-    "doc_id": Value("string"),
-})
+
+def char_view(vocab_size: int) -> Features:
+    """The char view's columns, ids as small as the vocab allows (uint16 up to 65,536 entries: 6 bytes a token)."""
+    return Features({"input_ids": List(Value(id_type(vocab_size))), "word_ids": List(Value("int16")),
+                     "pinyin_ids": List(Value("int16")), "doc_id": Value("string")})
+
+
+def word_view(vocab_size: int) -> Features:
+    """The word view's columns; ``char_len``: tokens of the row's char-view twin, so packing groups both alike."""
+    return Features({"input_ids": List(Value(id_type(vocab_size))), "word_ids": List(Value("int16")),
+                     "doc_id": Value("string"), "char_len": Value("int32")})
+
+
+def id_type(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 1 << 16 else "int32"
+
+
 MANIFEST = "manifest.json"
 
 
@@ -43,7 +49,8 @@ def arrow_stream(path: Path, features: Features) -> Iterator[Callable[[dict[str,
     with atomic_write(path) as tmp:
         writer = ArrowWriter(features=features, path=str(tmp))
         try:
-            yield lambda columns: writer.write_table(pa.table(columns, schema=schema))
+            # columns of any integer width (numpy int32/int64, Python ints) are cast to the schema's, checked
+            yield lambda columns: writer.write_table(pa.table(columns).select(schema.names).cast(schema))
         finally:
             writer.finalize()
             writer.close()

@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from zhbert.data.files import read_json, sha256_file, tokens_sha256, write_text
-from zhbert.data.shards import MANIFEST, WORD_VIEW, finalize_folder, read_arrow, write_arrow
+from zhbert.data.shards import MANIFEST, finalize_folder, read_arrow, word_view, write_arrow
 from zhbert.data.vocab import CharVocab
 
 WORD_VOCAB = "word_vocab.txt"
-FORMAT = "zhbert.word_view/1"
+FORMAT = "zhbert.word_view/2"  # 2: char_len, so packing groups the rows as the char view does
 
 
 def read_word_vocab(folder: str | Path) -> list[str]:
@@ -92,7 +93,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     totals: Counter[str] = Counter()
     files = []
     for name, table in _shard_tables(shards):
-        cols: dict[str, list] = {"input_ids": [], "word_ids": [], "doc_id": table.column("doc_id").to_pylist()}
+        cols: dict[str, list] = {"input_ids": [], "word_ids": [], "doc_id": table.column("doc_id").to_pylist(),
+                                 "char_len": pc.list_value_length(table.column("input_ids"))}
         for ids, word_ids in zip(table.column("input_ids").to_pylist(), table.column("word_ids").to_pylist()):
             new_ids, new_word_ids, w = [], [], 0
             for start, end in _words(ids, word_ids):
@@ -117,7 +119,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
             totals["tokens"] += len(new_ids)
         totals["sequences"] += len(cols["input_ids"])
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-        write_arrow(out / name, cols, WORD_VIEW)
+        write_arrow(out / name, cols, word_view(len(word_tokens)))
         files.append(name)
     manifest = {
         "format": FORMAT,
@@ -130,7 +132,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
         "counts": dict(totals) | {"char_view_tokens": char_manifest["counts"]["tokens"]},
         "shards": [{"file": f} for f in files],
     }
-    finalize_folder(out, files, WORD_VIEW, manifest)
+    finalize_folder(out, files, word_view(len(word_tokens)), manifest)
     c = manifest["counts"]
     print(f"word vocab: {len(word_tokens):,} entries ({len(word_tokens) - len(tokens):,} multi-char words over "
           f"the {len(tokens):,} char tokens) → {vocab_dir / WORD_VOCAB}\n"

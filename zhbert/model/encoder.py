@@ -26,7 +26,7 @@ class SelfAttention(nn.Module):
         self.proj_dropout = nn.Dropout(cfg.hidden_dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H); mask (B, 1, 1, T) bool, True where a key may be attended to."""
+        """x (B, T, H); mask (B, 1, 1, T) or (B, 1, T, T) bool, True where a key may be attended to."""
         B, T, H = x.shape
         q, k, v = self.qkv(x).split(H, dim=2)
         q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -76,14 +76,20 @@ class Encoder(nn.Module):
         # pre-LN leaves the residual stream un-normalised: one LayerNorm at the top
         self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.pre_ln else nn.Identity()
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H); attention_mask (B, T), 1 = real token, 0 = padding. Returns (B, T, H)."""
-        return self.layers(x, attention_mask)[-1]
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor,
+                document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, H); attention_mask (B, T), 1 = real token, 0 = padding; document_ids (B, T) or None: tokens
+        attend only within their document. Returns (B, T, H)."""
+        return self.layers(x, attention_mask, document_ids)[-1]
 
-    def layers(self, x: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    def layers(self, x: torch.Tensor, attention_mask: torch.Tensor,
+               document_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The input and every block's output, the last one after ``ln_f``: num_layers + 1 tensors (B, T, H),
         for features taken from several layers (fine-tuning's ELMo-style layer mix)."""
         mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): padded keys get no attention
+        if document_ids is not None:  # (B, 1, T, T) block-diagonal; a padded query sees only itself, never NaN
+            same = document_ids[:, None, :, None] == document_ids[:, None, None, :]
+            mask = (mask & same) | torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
         out = [x]
         for i in range(self.num_layers):
             out.append(self.blocks[i % len(self.blocks)](out[-1], mask))

@@ -49,9 +49,11 @@ class ZhBert(nn.Module):
         self.encoder = Encoder(cfg)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``document_ids`` (B, T): with it, a token attends only to tokens of the same id (packed rows kept apart)."""
         x = self.embeddings(input_ids, token_type_ids, pinyin_ids)  # (B, T, H)
-        return self.encoder(x, attention_mask)  # (B, T, H)
+        return self.encoder(x, attention_mask, document_ids)  # (B, T, H)
 
 
 @dataclass
@@ -128,10 +130,12 @@ class ZhBertForPretraining(ZhBertModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, pair_labels: torch.Tensor | None = None) -> ModelOutput:
+                labels: torch.Tensor | None = None, pair_labels: torch.Tensor | None = None,
+                document_ids: torch.Tensor | None = None) -> ModelOutput:
         """``labels`` (B, T): the original id at masked positions, -100 elsewhere. With labels, logits
-        are computed only at the masked positions: gather first, then transform + decoder."""
-        h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids)  # (B, T, H)
+        are computed only at the masked positions: gather first, then transform + decoder. ``document_ids``: see
+        `ZhBert.forward`."""
+        h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids, document_ids)  # (B, T, H)
         decoder = self.bert.embeddings.tokens.weight  # (V, E), tied
         mlm_loss = pair_loss = None
         if labels is None:

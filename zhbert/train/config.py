@@ -27,7 +27,18 @@ class DataConfig:
     """Share of documents (by a hash of their id, so char and word views hold out the same ones) kept out of
     training for evaluation."""
     eval_sequences: int = 256
-    """At most this many held-out sequences are evaluated each time (the same ones, with the same masks)."""
+    """At most this many held-out sequences (packed like the training ones) are evaluated each time (the same
+    ones, with the same masks)."""
+    pack: bool = True
+    """Fill each sequence with whole shard rows, up to ``pack_len`` tokens: ``[CLS] row [SEP] row [SEP] …`` (each
+    row's own [CLS] dropped), so the computed positions are real tokens, not padding (RoBERTa's FULL-SENTENCES,
+    over the rows prep cut from documents). The rows are grouped once per run (best fit, seeded), the groups
+    shuffled every epoch; a word model groups its rows as the char view does, so both see the same text."""
+    pack_len: int = 0
+    """Tokens per packed sequence; 0: the model's ``max_position``."""
+    pack_attention: Literal["across", "within"] = "across"
+    """across: a token attends to every token of its packed sequence, as RoBERTa's (the [SEP] between rows marks
+    the seam); within: only to the tokens of its own row (a block-diagonal (B, T, T) attention mask)."""
 
 
 @dataclass
@@ -108,6 +119,12 @@ class PretrainConfig:
                 self.masking.pairs != "none" and self.masking.pairs != self.model.pair_head):
             raise ConfigError(f"masking.pairs = {self.masking.pairs!r} must match model.pair_head = "
                               f"{self.model.pair_head!r}")
+        if self.data.pack and self.masking.pairs != "none":
+            raise ConfigError(f"masking.pairs = {self.masking.pairs!r} needs data.pack = false: a pair objective "
+                              "reads one [CLS] per row, and a packed sequence holds several rows")
+        if self.data.pack_len < 0 or (self.data.pack_len and self.data.pack_len > self.model.max_position):
+            raise ConfigError(f"data.pack_len = {self.data.pack_len} must be between 0 (= model.max_position) and "
+                              f"model.max_position ({self.model.max_position})")
         for name in ("steps", "batch_size", "micro_batch", "log_every", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -28,7 +28,8 @@ from zhbert.export import TextSettings
 from zhbert.model.config import ModelConfig
 from zhbert.train.config import PretrainConfig
 
-VIEWS = {"char": "zhbert.char_view/1", "fusion": "zhbert.char_view/1", "word": "zhbert.word_view/1"}
+VIEWS = {"char": "zhbert.char_view/1", "fusion": "zhbert.char_view/1", "word": "zhbert.word_view/2"}
+EVAL_PACK_SEED = 20_240_301  # how held-out rows are packed: the same for every run
 
 
 @dataclass
@@ -84,13 +85,16 @@ def check_shards(cfg: PretrainConfig, vocabs: Vocabs) -> dict[str, Any]:
 
 def check_lengths(cfg: PretrainConfig, model_cfg: ModelConfig) -> int:
     """The longest row the model will be given (the shards' longest row, +1 for the [SEP] a sentence pair adds),
-    checked against the model's positions; returns it."""
+    checked against the model's positions (and the packed length); returns it."""
     import pyarrow.compute as pc
 
     folder = Path(cfg.data.shards)
     longest = max((pc.max(pc.list_value_length(read_arrow(folder / s["file"]).column("input_ids"))).as_py() or 0
                    for s in read_json(folder / MANIFEST)["shards"]), default=0)
     needed = longest + (cfg.masking.pairs != "none")
+    if cfg.data.pack and cfg.data.pack_len and longest > cfg.data.pack_len:
+        raise ValueError(f"{folder}: rows of up to {longest} tokens do not fit in data.pack_len = "
+                         f"{cfg.data.pack_len}; raise it (up to model.max_position) or prepare shorter rows")
     if needed > model_cfg.max_position:
         pairs = f" + 1 [SEP] for masking.pairs = {cfg.masking.pairs!r}" if cfg.masking.pairs != "none" else ""
         raise ValueError(f"{folder}: rows of up to {longest} tokens{pairs} = {needed} positions, but "
@@ -138,62 +142,171 @@ def load_glyphs(cfg: PretrainConfig, vocabs: Vocabs) -> GlyphTable:
     return table
 
 
+def pack_rows(lengths: np.ndarray, pack_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows of ``lengths`` tokens ([CLS] … [SEP] each) into sequences of at most ``pack_len`` tokens: a group
+    costs 1 + Σ (length − 1), every row after the first losing its [CLS]. Best fit decreasing (each row, longest
+    first, goes to the open group it leaves least room in; ties in a seeded order), which fills ≥ 95 % of the
+    positions when short rows are plentiful. Returns (row indices grouped, offsets): group g is
+    ``rows[offsets[g]:offsets[g + 1]]``, its rows in a seeded order."""
+    cost, capacity = lengths.astype(np.int64) - 1, pack_len - 1
+    if len(cost) and cost.max() > capacity:
+        raise ValueError(f"rows of up to {cost.max() + 1} tokens do not fit in packed sequences of {pack_len}")
+    order = rng.permutation(len(cost))
+    order = order[np.argsort(-cost[order], kind="stable")]
+    group_of = np.empty(len(cost), np.int64)
+    room_bits = 0  # bit r set: some open group has exactly r free positions
+    open_with: list[list[int]] = [[] for _ in range(capacity + 1)]
+    groups = 0
+    for i, c in zip(order.tolist(), cost[order].tolist()):
+        fitting = room_bits >> c
+        if fitting:  # the tightest open group that takes the row
+            room = c + (fitting & -fitting).bit_length() - 1
+            g = open_with[room].pop()
+            if not open_with[room]:
+                room_bits &= ~(1 << room)
+        else:
+            room, g, groups = capacity, groups, groups + 1
+        group_of[i] = g
+        if room > c:
+            open_with[room - c].append(g)
+            room_bits |= 1 << (room - c)
+    shuffled = rng.permutation(len(cost))
+    rows = shuffled[np.argsort(group_of[shuffled], kind="stable")]
+    offsets = np.zeros(groups + 1, np.int64)
+    np.cumsum(np.bincount(group_of, minlength=groups), out=offsets[1:])
+    return rows, offsets
+
+
+def join_rows(rows: list[dict[str, Any]], documents: bool = False) -> dict[str, Any]:
+    """Shard rows → one packed row ``[CLS] a [SEP] b [SEP] …``: every row after the first loses its [CLS], word ids
+    run on across rows (whole-word masking never joins words of two rows), ``doc_ids`` lists where the rows came
+    from. ``documents``: also a ``document`` column, 1, 2, … for the tokens of each row (the block-diagonal
+    attention mask reads it)."""
+    keys = [k for k in ("input_ids", "word_ids", "pinyin_ids") if k in rows[0]]
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys + ["document"] * documents}
+    words = 0
+    for j, row in enumerate(rows):
+        cut = slice(0 if j == 0 else 1, None)
+        w = np.asarray(row["word_ids"][cut], np.int64)
+        for k in keys:
+            parts[k].append(np.where(w >= 0, w + words, -1) if k == "word_ids" else np.asarray(row[k][cut], np.int64))
+        if documents:
+            parts["document"].append(np.full(len(w), j + 1, np.int64))
+        words += int(w.max(initial=-1)) + 1
+    return {k: np.concatenate(v).tolist() for k, v in parts.items()} | {"doc_ids": [r["doc_id"] for r in rows]}
+
+
 class PretrainData:
-    """Training and held-out sequences of the shards, and the rows of (step, rank, micro-batch)."""
+    """Training and held-out sequences of the shards (rows packed, `DataConfig.pack`), and the sequences of (step,
+    rank, micro-batch)."""
 
     def __init__(self, cfg: PretrainConfig, rank: int, world_size: int):
+        import pyarrow.compute as pc
+
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.dataset = load_shards(cfg.data.shards)
-        doc_ids = self.dataset.data.column("doc_id").to_pylist()
+        table = self.dataset.data
+        doc_ids = table.column("doc_id").to_pylist()
         bucket = np.array([zlib.crc32(d.encode()) % 10_000 for d in doc_ids])
         held = bucket < cfg.data.eval_percent * 100
-        self.train_index = np.flatnonzero(~held)
-        # the same held-out rows on every rank, as many as divide evenly into micro-batches over the ranks
-        per_round = cfg.micro_batch * world_size
-        n_eval = min(cfg.data.eval_sequences, int(held.sum())) // per_round * per_round
-        self.eval_index = np.flatnonzero(held)[:n_eval]
-        if not len(self.train_index):
+        train_rows = np.flatnonzero(~held)
+        if not len(train_rows):
             raise ValueError(f"{cfg.data.shards}: no training sequences left after holding out "
                              f"{cfg.data.eval_percent}% of documents")
-        self._epoch, self._order = -1, self.train_index
+        # a word-view row is packed by its char-view twin's length, so both views group the same rows
+        lengths_of = "char_len" if "char_len" in table.column_names else "input_ids"
+        lengths = (pc.list_value_length(table.column("input_ids")) if lengths_of == "input_ids"
+                   else table.column("char_len")).to_numpy()
+        self.lengths = pc.list_value_length(table.column("input_ids")).to_numpy()
+        pack_len = cfg.data.pack_len or cfg.model.max_position
+        self.train = self._packs(train_rows, lengths, pack_len, np.random.default_rng([cfg.seed, 1]))
+        # held-out packs do not depend on the run's seed, so every run evaluates the same sequences;
+        # as many as divide evenly into micro-batches over the ranks, the same on every rank
+        eval_rows, eval_offsets = self._packs(np.flatnonzero(held), lengths, pack_len,
+                                              np.random.default_rng(EVAL_PACK_SEED))
+        per_round = cfg.micro_batch * world_size
+        n_eval = min(cfg.data.eval_sequences, len(eval_offsets) - 1) // per_round * per_round
+        self.eval = (eval_rows, eval_offsets[:n_eval + 1])
+        self.train_rows = train_rows
+        self._epoch, self._order = -1, np.arange(self.train_sequences)
+
+    def _packs(self, rows: np.ndarray, lengths: np.ndarray, pack_len: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if not self.cfg.data.pack:
+            return rows, np.arange(len(rows) + 1)
+        grouped, offsets = pack_rows(lengths[rows], pack_len, rng)
+        return rows[grouped], offsets
+
+    @property
+    def train_sequences(self) -> int:
+        return len(self.train[1]) - 1
+
+    @property
+    def eval_sequences(self) -> int:
+        return len(self.eval[1]) - 1
+
+    def real_fraction(self) -> float:
+        """Share of the training sequences' positions that hold tokens, were each padded to the packed length
+        (``pack_len``): how full packing made them (the loop measures what a batch really computes)."""
+        rows, offsets = self.train
+        pack_len = self.cfg.data.pack_len or self.cfg.model.max_position
+        joined = self.lengths[rows].sum() - (len(rows) - self.train_sequences)  # each pack keeps one [CLS]
+        return float(joined / (self.train_sequences * pack_len))
+
+    def packing(self) -> dict[str, Any]:
+        """How rows became sequences, for training.json."""
+        d = self.cfg.data
+        return {"pack": d.pack, "pack_len": d.pack_len or self.cfg.model.max_position, "attention": d.pack_attention,
+                "rows": len(self.train_rows), "sequences": self.train_sequences, "fill": self.real_fraction()}
 
     def _order_of(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             self._epoch = epoch
-            self._order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_index)
+            self._order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_sequences)
         return self._order
 
     def rows(self, step: int, micro: int) -> list[dict[str, Any]]:
-        """This rank's rows for micro-batch ``micro`` of optimizer step ``step``."""
+        """This rank's sequences for micro-batch ``micro`` of optimizer step ``step``."""
         mb = self.cfg.micro_batch
         start = step * self.cfg.batch_size + (micro * self.world_size + self.rank) * mb
-        n = len(self.train_index)
-        idx = [int(self._order_of(p // n)[p % n]) for p in range(start, start + mb)]
-        return self._fetch(idx)
+        n = self.train_sequences
+        return self._fetch(self.train, [int(self._order_of(p // n)[p % n]) for p in range(start, start + mb)])
 
     def eval_batches(self) -> list[tuple[list[int], list[dict[str, Any]]]]:
-        """This rank's share of the held-out rows, in micro-batches (every rank gets as many): (each row's place
-        in the held-out set, the rows). The place keys the row's evaluation masks, whatever the ranks."""
-        mb = self.cfg.micro_batch
-        places = [list(range(i, min(i + mb, len(self.eval_index)))) for i in range(0, len(self.eval_index), mb)]
-        return [(p, self._fetch(self.eval_index[p].tolist())) for p in places[self.rank:: self.world_size]]
+        """This rank's share of the held-out sequences, in micro-batches (every rank gets as many): (each
+        sequence's place in the held-out set, the sequences). The place keys the evaluation masks, whatever the
+        ranks."""
+        mb, n = self.cfg.micro_batch, self.eval_sequences
+        places = [list(range(i, min(i + mb, n))) for i in range(0, n, mb)]
+        return [(p, self._fetch(self.eval, p)) for p in places[self.rank:: self.world_size]]
 
     def unigram_log_probs(self, vocab_size: int) -> np.ndarray:
         """log p(token) of the training rows' token frequencies, add-one smoothed over the vocab (V,): the
         unigram reference, a model that predicts every masked token without looking at anything."""
         import pyarrow.compute as pc
 
-        rows = self.dataset.data.column("input_ids").take(self.train_index)
+        rows = self.dataset.data.column("input_ids").take(self.train_rows)
         counts = np.bincount(pc.list_flatten(rows).to_numpy(), minlength=vocab_size).astype(np.float64) + 1
         return np.log(counts / counts.sum())
 
     @property
     def epoch_steps(self) -> float:
-        return len(self.train_index) / self.cfg.batch_size
+        return self.train_sequences / self.cfg.batch_size
 
-    def _fetch(self, idx: list[int]) -> list[dict[str, Any]]:
-        cols = self.dataset[idx]
-        return [dict(zip(cols, values)) for values in zip(*cols.values())]
+    def _fetch(self, packs: tuple[np.ndarray, np.ndarray], which: list[int]) -> list[dict[str, Any]]:
+        rows, offsets = packs
+        spans = [(int(offsets[i]), int(offsets[i + 1])) for i in which]
+        cols = self.dataset[np.concatenate([rows[a:b] for a, b in spans]).tolist()]
+        cols.pop("char_len", None)
+        flat = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        if not self.cfg.data.pack:
+            return flat
+        documents = self.cfg.data.pack_attention == "within"
+        out, at = [], 0
+        for a, b in spans:
+            out.append(join_rows(flat[at:at + b - a], documents))
+            at += b - a
+        return out
 
 
 def describe_row(row: dict[str, Any], masked: list[bool] | None, vocabs: Vocabs, limit: int = 40) -> str:

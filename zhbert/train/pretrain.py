@@ -126,8 +126,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     model = _build_model(model_cfg, glyphs, vocabs)
     n_params = sum(p.numel() for p in model.parameters())
-    mean_len = manifest["counts"]["tokens"] / manifest["counts"]["sequences"]
-    flops = train_flops_per_token(model_cfg, round(mean_len), cfg.masking.mask_prob)
+    pack_len = cfg.data.pack_len or model_cfg.max_position
+    # a packed token attends over the whole packed length; an unpacked one over its row (padding aside)
+    flops = train_flops_per_token(model_cfg, pack_len if cfg.data.pack else round(data.lengths.mean()),
+                                  cfg.masking.mask_prob)
     engine = ds.initialize(model, cfg, ds_config, lr_lambda(cfg))
 
     log = MetricsLog(out, lead, cfg.tensorboard)
@@ -144,8 +146,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if lead:
         print(f"zhbert pretrain: {model_cfg.embedding} model, {n_params:,} parameters; {world} rank(s) × "
               f"micro-batch {cfg.micro_batch} × {accumulation} accumulation = {cfg.batch_size} sequences a step; "
-              f"ZeRO-{cfg.engine.zero_stage}, {cfg.engine.precision}; {len(data.train_index):,} training / "
-              f"{len(data.eval_index):,} held-out sequences ({data.epoch_steps:.0f} steps an epoch)"
+              f"ZeRO-{cfg.engine.zero_stage}, {cfg.engine.precision}; {data.train_sequences:,} training / "
+              f"{data.eval_sequences:,} held-out sequences ({data.epoch_steps:.0f} steps an epoch)"
+              + (f"; {len(data.train_rows):,} rows packed into sequences of ≤ {pack_len} tokens, "
+                 f"{data.real_fraction():.1%} full" if cfg.data.pack else "")
               + (f"; resuming at step {start}" if state is not None else ""), flush=True)
         write_json(out / "config.json", {"config": to_dict(cfg), "model": to_dict(model_cfg), "world_size": world,
                                          "ds_config": ds_config, "data": data_hashes})
@@ -230,7 +234,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             "config": to_dict(cfg), "config_hash": config_hash(cfg), "world_size": world, "data": data_hashes,
             "protocol": PROTOCOL, "steps": cfg.steps, "parameters": n_params, "flops_per_token": flops, **counters,
             "mask_rate": counters["masked_tokens"] / max(counters["maskable_tokens"], 1),
-            "eval_masking": eval_masking(),
+            "eval_masking": eval_masking(), "packing": data.packing(),
             "tokens_per_s": counters["tokens"] / max(counters["train_seconds"], 1e-9),
             "eval": evals[-1] if evals else None, "rank_fingerprints": fingerprints, "memory_per_rank": memory,
             "ds_config": ds_config,
