@@ -56,6 +56,7 @@ NEEDED = {"torch": "torch", "deepspeed": "deepspeed", "transformers": "transform
           "safetensors": "safetensors", "PIL": "pillow", "fontTools": "fonttools", "pyarrow": "pyarrow",
           "numpy": "numpy", "tqdm": "tqdm", "pydantic": "pydantic", "hjson": "hjson", "pytest": "pytest"}
 """Module → distribution: what zhbert, DeepSpeed and the tests import."""
+SKIPPABLE = {"bench", "resume", "finetune", "runs", "tests"}
 CUDA_RESUME_TOLERANCE = 0.02
 """Largest relative loss difference after a resume on CUDA that passes (bf16, nondeterministic kernels)."""
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -145,7 +146,10 @@ class Job:
                                      start_new_session=True)
 
     def kill(self) -> str:
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the whole group had already ended
+            pass
         self.proc.wait()
         return self.text()
 
@@ -157,8 +161,9 @@ class Job:
 
     def finish(self, timeout: float) -> str:
         """Wait (killing it past ``timeout``); its output, logged. Raises unless it exited 0."""
+        timeout = max(timeout, 1)
         try:
-            self.proc.wait(timeout=max(timeout, 1))
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"stopped after {timeout:.0f} s: {tail(self.kill())}") from None
         out = self.text()
@@ -330,27 +335,33 @@ def bench(size: Size, cpu: bool, peak: float | None, log: Log, clock: Clock) -> 
 
     device = torch.device("cpu" if cpu else "cuda")
     measured = matmul_tflops(size.matmul, device)
-    models, rows = bench_models(size), []
-    for seq in size.bench_seqs:
-        for name, (model, cfg) in models.items():
-            if clock.left() < 60:
-                raise TimeoutError(f"out of time before {name} at seq {seq}")
-            kind = "char" if name.startswith("hf") else name
+    models, rows, errors = bench_models(size), [], []
+    for seq, (name, (model, cfg)) in ((seq, m) for seq in size.bench_seqs for m in models.items()):
+        if clock.left() < 60:  # the rows so far are kept: on a GPU they are what matters most
+            errors.append(f"out of time before {name} at seq {seq}")
+            break
+        try:
             model.to(device=device, dtype=torch.bfloat16).train()
+            kind = "char" if name.startswith("hf") else name
             times, peak_bytes = time_model(model, bench_batch(kind, cfg, seq, size, device), size, device)
+        except Exception as e:  # one model failing (out of memory, say) leaves the others' rows
+            log.write(traceback.format_exc())
+            errors.append(f"{name} at seq {seq}: {type(e).__name__}: {e}")
+            continue
+        finally:
             model.to("cpu")  # the next model's peak memory is its own
-            median = statistics.median(times)
-            flops = train_flops_per_token(cfg, seq, 0.15)
-            tokens_per_s = size.bench_tokens / median
-            rows.append({"seq": seq, "model": name, "ms_per_step": median * 1e3, "tokens_per_s": tokens_per_s,
-                         "flops_per_token": flops, "mfu": tokens_per_s * flops / (peak * 1e12) if peak else None,
-                         "mfu_of_measured_matmul": tokens_per_s * flops / (measured * 1e12),
-                         "peak_mib": peak_bytes / 2**20, "parameters": sum(p.numel() for p in model.parameters())})
-            log.write(f"bench {json.dumps(rows[-1])}\n")
+        median, flops = statistics.median(times), train_flops_per_token(cfg, seq, 0.15)
+        tokens_per_s = size.bench_tokens / median
+        rows.append({"seq": seq, "model": name, "ms_per_step": median * 1e3, "tokens_per_s": tokens_per_s,
+                     "flops_per_token": flops, "mfu": tokens_per_s * flops / (peak * 1e12) if peak else None,
+                     "mfu_of_measured_matmul": tokens_per_s * flops / (measured * 1e12),
+                     "peak_mib": peak_bytes / 2**20, "parameters": sum(p.numel() for p in model.parameters())})
+        log.write(f"bench {json.dumps(rows[-1])}\n")
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the pretraining processes that follow get the whole GPU
-    return {"device": str(device), "dtype": "bf16", "batch_tokens": size.bench_tokens, "steps": size.bench_steps,
-            "matmul_tflops": measured, "peak_tflops": peak, "rows": rows, "ratios": bench_ratios(rows, models)}
+    return {"ok": not errors, **({"error": "; ".join(errors)} if errors else {}), "device": str(device),
+            "dtype": "bf16", "batch_tokens": size.bench_tokens, "steps": size.bench_steps, "matmul_tflops": measured,
+            "peak_tflops": peak, "rows": rows, "ratios": bench_ratios(rows, models)}
 
 
 def bench_ratios(rows: list[dict[str, Any]], models: dict[str, Any]) -> dict[str, float]:
@@ -360,8 +371,11 @@ def bench_ratios(rows: list[dict[str, Any]], models: dict[str, Any]) -> dict[str
     for seq in sorted({r["seq"] for r in rows}):
         for kind in ("char", "word", "fusion"):
             hf = f"hf-{models[kind][1].token_vocab_size}"
-            ratios[f"seq{seq} {kind} / HF tokens/s"] = by[seq, kind]["tokens_per_s"] / by[seq, hf]["tokens_per_s"]
-        ratios[f"seq{seq} fusion / char step time"] = by[seq, "fusion"]["ms_per_step"] / by[seq, "char"]["ms_per_step"]
+            if (seq, kind) in by and (seq, hf) in by:
+                ratios[f"seq{seq} {kind} / HF tokens/s"] = by[seq, kind]["tokens_per_s"] / by[seq, hf]["tokens_per_s"]
+        if (seq, "fusion") in by and (seq, "char") in by:
+            ratios[f"seq{seq} fusion / char step time"] = by[seq, "fusion"]["ms_per_step"] / by[seq, "char"][
+                "ms_per_step"]
     return ratios
 
 
@@ -482,9 +496,9 @@ def percent(share: float | None) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["", "GPU check summary" + (f" — {results['preflight'].get('device')}" if "preflight" in results else "")]
+    lines = ["", f"GPU check summary — {results.get('preflight', {}).get('device', 'no device found')}"]
     bench_result = results.get("bench", {})
-    if bench_result.get("ok"):
+    if bench_result.get("rows"):
         lines += [f"bench: forward + backward, bf16, {bench_result['batch_tokens']} tokens a step, median of "
                   f"{bench_result['steps']}; bf16 matmul measured {bench_result['matmul_tflops']:.1f} TFLOP/s, MFU "
                   f"against {fmt(bench_result['peak_tflops'], '.0f')} TFLOP/s",
@@ -506,7 +520,7 @@ def table(results: dict[str, Any]) -> str:
                      + ("identical" if r["exact"] else f"differ: max relative |Δloss| {r['max_rel_diff']:.2e}"))
     if results.get("finetune", {}).get("ok"):
         lines.append(f"finetune sentiment: test {results['finetune']['metric']} {results['finetune']['test']:.3f}")
-    lines += [f"{name:<20} {'ok' if v['ok'] else 'FAILED'}  {v['seconds']:>6.1f} s"
+    lines += [f"{name:<22} {'ok' if v['ok'] else 'FAILED'}  {v.get('wall_s', v['seconds']):>6.1f} s"
               + (f"  {v['error'][:200]}" if "error" in v else "") + (f"  {v['summary']}" if "summary" in v else "")
               for name, v in results.items() if isinstance(v, dict) and "ok" in v]
     return "\n".join(lines)
@@ -522,9 +536,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--work", type=Path, help="data and runs (default: a temporary folder)")
     ap.add_argument("--ranks", type=int, help="processes under the deepspeed launcher (default: the GPUs, or 1)")
     ap.add_argument("--peak-tflops", type=float, help="bf16 peak for MFU (default: by device name)")
-    ap.add_argument("--budget", type=float, help="seconds for the whole check (default 470 on GPU)")
+    ap.add_argument("--budget", type=float, help="seconds for the whole check (default: 450 on a GPU)")
     ap.add_argument("--pytest", type=shlex.split, help="pytest arguments, one string (default: the size's)")
-    return ap.parse_args()
+    ap.add_argument("--skip", type=lambda s: set(s.split(",")), default=set(),
+                    help="comma-separated, of: bench, resume, finetune, runs (the pretraining runs after the first, "
+                         "which always runs), tests — for a shorter second try")
+    args = ap.parse_args()
+    if args.skip - SKIPPABLE:
+        ap.error(f"--skip: unknown {sorted(args.skip - SKIPPABLE)}; known: {sorted(SKIPPABLE)}")
+    return args
 
 
 def check(args: argparse.Namespace, work: Path, log: Log) -> dict[str, Any]:
@@ -543,12 +563,13 @@ def check(args: argparse.Namespace, work: Path, log: Log) -> dict[str, Any]:
     env = child_env(cpu)
     data = work / "data"
     stage(results, "data", log, lambda: build_data(args.corpus, data, size, env, log, clock))
-    stage(results, "bench", log, lambda: bench(size, cpu, args.peak_tflops, log, clock))
+    if "bench" not in args.skip:
+        stage(results, "bench", log, lambda: bench(size, cpu, args.peak_tflops, log, clock))
     # the tests run on the CPU beside the GPU stages; the carried slice stands in for the corpus (no internet)
-    tests = Job([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=5",
-                 *(args.pytest or size.pytest)],
-                env | {"ZHBERT_TEST_CORPUS": str(args.corpus.resolve())} | ({} if cpu else {"OMP_NUM_THREADS": "4"}),
-                log)
+    tests = None if "tests" in args.skip else Job(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=5", *(args.pytest or size.pytest)],
+        env | {"ZHBERT_TEST_CORPUS": str(args.corpus.resolve())} | ({} if cpu else {"OMP_NUM_THREADS": "4"}), log)
+
     def pretrain_stage(kind: str, zero: int) -> Path:
         stage(results, f"pretrain {kind}-zero{zero}", log,
               lambda: pretrain_run(size, data, work, kind, zero, args, env, log, clock))
@@ -556,11 +577,15 @@ def check(args: argparse.Namespace, work: Path, log: Log) -> dict[str, Any]:
 
     first, *rest = size.runs
     reference = pretrain_stage(*first)
-    stage(results, "resume", log, lambda: kill_and_resume(size, data, work, *first, args, env, log, clock))
-    stage(results, "finetune", log, lambda: finetune(size, reference / "export", args.tasks, work, env, log, clock))
-    for kind, zero in rest:
+    if "resume" not in args.skip:
+        stage(results, "resume", log, lambda: kill_and_resume(size, data, work, *first, args, env, log, clock))
+    if "finetune" not in args.skip:
+        stage(results, "finetune", log,
+              lambda: finetune(size, reference / "export", args.tasks, work, env, log, clock))
+    for kind, zero in [] if "runs" in args.skip else rest:
         pretrain_stage(kind, zero)
-    stage(results, "tests", log, lambda: pytest_result(tests, clock))
+    if tests is not None:
+        stage(results, "tests", log, lambda: pytest_result(tests, clock))
     return results
 
 
