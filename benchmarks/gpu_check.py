@@ -141,7 +141,7 @@ class Job:
 
     def __init__(self, cmd: list[str], env: dict[str, str], log: Log):
         log.write(f"\n$ {shlex.join(cmd)}\n")
-        self.log, self.output, self.started = log, tempfile.TemporaryFile("w+", encoding="utf-8"), time.monotonic()
+        self.log, self.output = log, tempfile.TemporaryFile("w+", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.output, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -483,8 +483,7 @@ def stage(results: dict[str, Any], name: str, log: Log, fn: Callable[[], dict[st
 
 def pytest_result(job: Job, clock: Clock) -> dict[str, Any]:
     out = job.finish(clock.left() - 5)
-    return {"summary": re.sub(r"=+", "", out.strip().splitlines()[-1]).strip(),
-            "wall_s": round(time.monotonic() - job.started, 1)}
+    return {"summary": re.sub(r"=+", "", out.strip().splitlines()[-1]).strip()}  # pytest's own time is in it
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -520,7 +519,7 @@ def table(results: dict[str, Any]) -> str:
                      + ("identical" if r["exact"] else f"differ: max relative |Δloss| {r['max_rel_diff']:.2e}"))
     if results.get("finetune", {}).get("ok"):
         lines.append(f"finetune sentiment: test {results['finetune']['metric']} {results['finetune']['test']:.3f}")
-    lines += [f"{name:<22} {'ok' if v['ok'] else 'FAILED'}  {v.get('wall_s', v['seconds']):>6.1f} s"
+    lines += [f"{name:<22} {'ok' if v['ok'] else 'FAILED'}  {v['seconds']:>6.1f} s"
               + (f"  {v['error'][:200]}" if "error" in v else "") + (f"  {v['summary']}" if "summary" in v else "")
               for name, v in results.items() if isinstance(v, dict) and "ok" in v]
     return "\n".join(lines)
