@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.zhbert-installed
 # DeepSpeed compiles its CPU ops once; keep them with the project, not in ~/.cache shared by every venv.
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
-.PHONY: demo test lint clean-data
+.PHONY: demo test lint clean-data gpu-bundle
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check zhbert pipelines tests benchmarks
+
+# What the one-call GPU check carries to a machine with no internet (docs/benchmarks.md, "GPU check"):
+# wheels for Python 3.12 x86-64, a corpus slice and the sentiment task, in the git-ignored .gpucheck/.
+gpu-bundle: $(STAMP)
+	$(BIN)/python benchmarks/gpu_bundle.py --out .gpucheck
 
 clean-data:
 	rm -rf data runs reports

@@ -33,11 +33,12 @@ def zipf_ids(shape: tuple[int, int], vocab: int, gen: torch.Generator) -> torch.
     return (torch.randperm(vocab - 672, generator=gen)[ranks] + 672).view(shape)
 
 
-def mlm_batch(ids: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """15 % of tokens masked (all replaced by [MASK] here: the split does not change the cost)."""
+def mlm_batch(ids: torch.Tensor, gen: torch.Generator, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
+    """15 % of tokens masked (all replaced by [MASK] here: the split does not change the cost); ``vocab``: the
+    id range of ``ids`` (a word vocab's is larger than the char vocab)."""
     masked = torch.rand(ids.shape, generator=gen) < 0.15
     labels = torch.where(masked, ids, torch.full_like(ids, -100))
-    syllable_of = torch.randint(3, PINYIN_VOCAB, (VOCAB,), generator=gen)  # a fixed reading per char
+    syllable_of = torch.randint(3, PINYIN_VOCAB, (vocab,), generator=gen)  # a fixed reading per id
     return {"input_ids": torch.where(masked, torch.full_like(ids, MASK_ID), ids),
             "attention_mask": torch.ones_like(ids), "labels": labels,
             "pinyin_ids": torch.where(masked, torch.full_like(ids, 2), syllable_of[ids])}
