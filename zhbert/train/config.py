@@ -63,6 +63,11 @@ class EngineConfig:
     ds_config: str | None = None
     """Your own ds_config.json, merged with the derived one; a key that both set to different values is an
     error naming both, never silently overridden."""
+    compile: bool = False
+    """``torch.compile`` the model inside the engine (DeepSpeed's ``engine.compile``, the accelerator's default
+    backend: inductor) with ``fullgraph=True``: a graph break is an error, not a silent slow path. The fusion
+    embedding then computes glyph features for the whole vocab (``model.fusion_rows``). The first steps pay for
+    the compilation (about a minute on a small CPU)."""
 
 
 @dataclass
