@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from test_model import KINDS, batch, build, inputs
+from zhbert.config import ConfigError
 from zhbert.device import to_device
 from zhbert.model import masked_positions
+from zhbert.train.config import EngineConfig, PretrainConfig
 from zhbert.train.pretrain import Interval, on_device
 
 
@@ -104,3 +106,10 @@ def test_every_kind_compiles_forward_and_backward_without_a_graph_break(kind):
     out.loss.backward()
     assert torch.allclose(out.loss, model(**step).loss, atol=1e-5)
     assert all(p.grad is not None for n, p in model.named_parameters() if "pair" not in n)
+
+
+def test_compile_is_refused_under_zero3():
+    """ZeRO-3's parameter hooks are kept out of compilation: with fullgraph=True every module would fail."""
+    PretrainConfig(engine=EngineConfig(zero_stage=2, compile=True))
+    with pytest.raises(ConfigError, match="engine.compile"):
+        PretrainConfig(engine=EngineConfig(zero_stage=3, compile=True))

@@ -126,8 +126,17 @@ def initialize(model: torch.nn.Module, cfg: PretrainConfig, ds_config: dict[str,
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config,
                                       lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda))
     if cfg.engine.compile:
-        engine.compile(compile_kwargs={"fullgraph": True})
+        compile_parts(engine.module)
     return engine
+
+
+def compile_parts(model: torch.nn.Module) -> None:
+    """``torch.compile`` the trunk and each head in place (``nn.Module.compile``: parameter names unchanged, so
+    checkpoints and exports are the same), with ``fullgraph=True`` so a graph break is an error. Not the top
+    module, as ``engine.compile()`` does: DeepSpeed's forward hooks on it (a throughput timer calling
+    ``time.time``) break the graph."""
+    for part in model.children():
+        part.compile(fullgraph=True)
 
 
 def collective_device(backend: str, device: torch.device) -> torch.device:
