@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_model import KINDS, batch, build, inputs
+
 from zhbert.config import ConfigError
 from zhbert.device import to_device
 from zhbert.model import masked_positions
