@@ -264,9 +264,9 @@ def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_c
                 batch = on_device(collator.held_out(rows, places, unit), token_chars.device)
                 logits = engine(**batch).logits.float()  # (N masked, V)
                 target = batch["labels"].flatten()[batch["mlm_positions"]]  # (N,)
-                sums += torch.stack([F.cross_entropy(logits, target, reduction="sum"),
-                                     (logits.argmax(-1) == target).sum(), token_chars[target].sum(),
-                                     -unigram[target].sum(), (target == most_frequent).sum()]).double()
+                values = (F.cross_entropy(logits, target, reduction="sum"), (logits.argmax(-1) == target).sum(),
+                          token_chars[target].sum(), -unigram[target].sum(), (target == most_frequent).sum())
+                sums += torch.stack([v.double() for v in values])
                 tokens += target.numel()
             nats, correct, chars, unigram_nats, unigram_correct, tokens = all_reduce_sum(
                 torch.cat([sums, torch.tensor([tokens], dtype=torch.float64, device=sums.device)]))
