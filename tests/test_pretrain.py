@@ -253,6 +253,9 @@ def test_zero_stages_train_on_two_ranks_that_agree(runs, stage):
     assert 0 < evals[-1]["bits_per_char"] and 0 <= evals[-1]["accuracy"] <= 1
     memory = training["memory_per_rank"]
     assert len(memory) == 2 and memory[0]["optimizer_moments"] > 0
+    fraction = training["real_token_fraction"]
+    assert 0 < fraction < 1 and fraction == pytest.approx(training["tokens"] / training["positions"])
+    assert all(0 < r["real_token_fraction"] <= 1 for r in read_metrics(run, "train"))
     if stage > 1:  # ZeRO-1 and -2 compute the same updates; ZeRO-3 the same up to float order
         reference = losses(runs["zero1"])
         assert all(train[s] == pytest.approx(reference[s], rel=0 if stage == 2 else 1e-4) for s in train)
@@ -373,3 +376,15 @@ def test_torchrun_and_a_single_process_run_too(built_data, tmp_path):
     prep = json.loads((built_data / "shards" / "manifest.json").read_text())["config"]  # the word view's char view
     text = json.loads((word / "export" / "text.json").read_text())
     assert (text["normalize"], text["segment"]) == (prep["normalize"], prep["segment"])
+
+
+@pytest.mark.slow
+def test_a_compiled_engine_trains(built_data, tmp_path):
+    """engine.compile = true: the fusion model compiled inside DeepSpeed with fullgraph=True (so a graph break
+    fails here), trained, evaluated and exported in one plain process."""
+    run = tmp_path / "compiled"
+    finish(launch([sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_FUSION),
+                   *tiny(built_data, run, steps=2, **{"engine.compile": True})]))
+    train = read_metrics(run, "train")
+    assert [r["step"] for r in train] == [1, 2] and all(r["loss"] > 0 for r in train)
+    assert read_metrics(run, "eval")[-1]["bits_per_char"] > 0 and (run / "export" / "model.safetensors").exists()

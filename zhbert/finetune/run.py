@@ -29,6 +29,7 @@ import torch
 
 from zhbert.config import ConfigError, to_dict
 from zhbert.data.files import atomic_write, write_json
+from zhbert.device import to_device
 from zhbert.export import Export, load_export
 from zhbert.finetune.encode import Encoded, TaskEncoder, collate, tag_names
 from zhbert.finetune.metrics import MAIN, accuracy, entity_f1, span_em_f1
@@ -199,7 +200,7 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
         perm = torch.randperm(len(train), generator=order).tolist()
         losses = []
         for i in range(0, len(perm), cfg.batch_size):
-            batch = {k: v.to(device) for k, v in collate([train[j] for j in perm[i:i + cfg.batch_size]], pad).items()}
+            batch = to_device(collate([train[j] for j in perm[i:i + cfg.batch_size]], pad), device)
             _, loss = model(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -207,9 +208,10 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
                 torch.nn.utils.clip_grad_norm_(model.trainable().values(), cfg.grad_clip)
             opt.step()
             sched.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())  # read once an epoch: .item() here would wait for the device every step
         dev = score(spec, data["dev"], predict(cfg, model, spec, data["dev"], encoded["dev"], pad, device))
-        history.append({"epoch": epoch, "train_loss": statistics.fmean(losses) if losses else None, "dev": dev})
+        history.append({"epoch": epoch, "train_loss": torch.stack(losses).double().mean().item() if losses else None,
+                        "dev": dev})
         print(f"  epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev {key} {dev[key]:.4f}")
         if dev[key] > best:
             best = dev[key]
@@ -251,10 +253,10 @@ def predict(cfg: FinetuneConfig, model: Transfer, spec: TaskSpec, examples: list
     logits = []
     for i in range(0, len(feats), cfg.eval_batch_size):
         batch = collate(feats[i:i + cfg.eval_batch_size], pad)
-        batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids",
-                                                                   "pinyin_ids")}
+        batch = to_device({k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids",
+                                                                   "pinyin_ids")}, device)
         out, _ = model(batch)
-        logits += [row.float().cpu() for row in out]
+        logits += list(out.float().cpu())  # one transfer a batch, not one a row
     if spec.kind in ("classification", "pair"):
         return [spec.labels[int(row.argmax())] for row in logits]
     if spec.kind == "token":

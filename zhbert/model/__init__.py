@@ -13,9 +13,10 @@ from zhbert.model.model import (
     ZhBertForSpanExtraction,
     ZhBertForTokenClassification,
     ZhBertModel,
+    masked_positions,
 )
 
 __all__ = [
     "ModelConfig", "ModelOutput", "ZhBert", "ZhBertForPretraining", "ZhBertForSequenceClassification",
-    "ZhBertForSpanExtraction", "ZhBertForTokenClassification", "ZhBertModel", "spell_pinyin",
+    "ZhBertForSpanExtraction", "ZhBertForTokenClassification", "ZhBertModel", "masked_positions", "spell_pinyin",
 ]

@@ -76,6 +76,12 @@ class ModelConfig:
     """Letters per syllable in the letter table (a-z plus a tone digit 1-5; ü written v)."""
     pinyin_channels: int = 128
     """Width of the letter embeddings, the input channels of the pinyin CNN (its output is E)."""
+    fusion_rows: Literal["auto", "distinct", "vocab"] = "auto"
+    """Which char ids the fusion embedding computes glyph features for. ``distinct``: the ids in the batch
+    (``torch.unique``: the fewest glyph passes, but a data-dependent shape, hence a host sync on an accelerator
+    and a graph break under ``torch.compile``). ``vocab``: the whole vocab in one batched pass, gathered per
+    token (static shapes). ``auto``: ``distinct`` in eager mode on the CPU, where it is faster
+    (docs/benchmarks.md), ``vocab`` on an accelerator and under ``torch.compile``."""
 
     pair_head: Literal["none", "nsp", "sop"] = "none"
     """Sentence-pair objective trained next to MLM: none, next-sentence or sentence-order

@@ -7,10 +7,11 @@
           pinyin features from a CNN over the letters of each syllable.
 
 Glyph and pinyin features depend only on the char id and the pinyin id, so they are computed once
-per distinct id in the batch (glyphs) or once per syllable of the vocab (pinyin, 1.5 k of them), never
-per token, and gathered. The fusion Linear over the concatenation is split into its three column blocks
-(W [c‖g‖p] = W_c c + W_g g + W_p p), which lets each block also run per id: per token only a gather and
-two adds remain.
+per distinct id in the batch or once per char of the vocab (glyphs: ``ModelConfig.fusion_rows``; the
+vocab's 21 k glyphs in one batched pass keep every shape static, for accelerators and ``torch.compile``),
+or once per syllable of the vocab (pinyin, 1.5 k of them), never per token, and gathered. The fusion
+Linear over the concatenation is split into its three column blocks (W [c‖g‖p] = W_c c + W_g g + W_p p),
+which lets each block also run per id: per token only a gather and two adds remain.
 
 Glyph and pinyin features are *centred*: a glyph's feature minus the feature of the vocab's mean glyph
 image, a syllable's minus the mean over the syllables of the vocab. Without it the shared glyph and pinyin
@@ -155,6 +156,7 @@ class FusionEmbeddings(nn.Module):
         super().__init__()
         E, H = cfg.emb_dim, cfg.hidden_size
         self.inputs = list(cfg.fusion_inputs)
+        self.rows = cfg.fusion_rows
         if "glyph" in self.inputs:
             self._add_glyph_table(cfg, glyphs)
         if "pinyin" in self.inputs:
@@ -200,13 +202,12 @@ class FusionEmbeddings(nn.Module):
         T = input_ids.shape[1]
         w_char, *w_parts = self.fuse.weight.chunk(1 + len(self.inputs), dim=1)  # each (H, E)
         w = dict(zip(self.inputs, w_parts))
-        chars, char_of = torch.unique(input_ids, return_inverse=True)  # (U,), (B, T)
+        chars, char_of = self._rows(input_ids)  # (U,), (B, T)
         per_char = F.linear(self.tokens(chars), w_char, self.fuse.bias)  # (U, H)
         if "glyph" in w:
             pixels = self.glyphs[chars]  # (U, fonts, S, S)
-            pixels = pixels.to(w["glyph"].dtype) / 255 if pixels.dtype == torch.uint8 else pixels
-            features = self.glyph_net(torch.cat([pixels, self.glyph_reference.to(pixels.dtype)]))  # (U + 1, E)
-            per_char = per_char + F.linear(features[:-1] - features[-1:], w["glyph"])  # centred
+            per_char = per_char + F.linear(self._glyph_net(pixels) - self._glyph_net(self.glyph_reference),
+                                           w["glyph"])  # centred
         x = per_char[char_of] + self.positions.weight[:T]  # (B, T, H)
         if "pinyin" in w:
             if pinyin_ids is None:
@@ -216,6 +217,21 @@ class FusionEmbeddings(nn.Module):
             x = x + F.linear(centred, w["pinyin"])[pinyin_ids]  # (P, H) gathered → (B, T, H)
         x = x + (self.segments(token_type_ids) if token_type_ids is not None else self.segments.weight[0])
         return self.dropout(self.ln(x))
+
+    def _rows(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The char ids whose fused rows are computed, (U,), and the row each token reads, (B, T): the distinct ids
+        of the batch, or every id of the vocab (static shapes; see ``ModelConfig.fusion_rows``)."""
+        rows = self.rows
+        if rows == "auto":
+            rows = "vocab" if input_ids.device.type != "cpu" or torch.compiler.is_compiling() else "distinct"
+        if rows == "distinct":
+            return torch.unique(input_ids, return_inverse=True)
+        return torch.arange(self.tokens.num_embeddings, device=input_ids.device), input_ids
+
+    def _glyph_net(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Bitmaps (N, fonts, S, S), uint8 or float in [0, 1] → features (N, E), in the net's dtype (bf16 too)."""
+        dtype = self.fuse.weight.dtype
+        return self.glyph_net(pixels.to(dtype) / 255 if pixels.dtype == torch.uint8 else pixels.to(dtype))
 
 
 EMBEDDINGS: dict[str, type[nn.Module]] = {

@@ -131,9 +131,11 @@ class ZhBertForPretraining(ZhBertModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, pair_labels: torch.Tensor | None = None,
-                document_ids: torch.Tensor | None = None) -> ModelOutput:
+                mlm_positions: torch.Tensor | None = None, document_ids: torch.Tensor | None = None) -> ModelOutput:
         """``labels`` (B, T): the original id at masked positions, -100 elsewhere. With labels, logits
-        are computed only at the masked positions: gather first, then transform + decoder. ``document_ids``: see
+        are computed only at the masked positions: gather first, then transform + decoder. ``mlm_positions``
+        (N,): those positions, ``masked_positions(labels)``, best computed by the caller while the labels are still
+        on the CPU: found here on an accelerator it costs a host sync (the count N is data). ``document_ids``: see
         `ZhBert.forward`."""
         h = self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids, document_ids)  # (B, T, H)
         decoder = self.bert.embeddings.tokens.weight  # (V, E), tied
@@ -141,9 +143,9 @@ class ZhBertForPretraining(ZhBertModel):
         if labels is None:
             logits = self.mlm(h, decoder)  # (B, T, V)
         else:
-            masked = labels != IGNORE  # (B, T)
-            logits = self.mlm(h[masked], decoder)  # (N, V)
-            mlm_loss = F.cross_entropy(logits, labels[masked])
+            positions = masked_positions(labels) if mlm_positions is None else mlm_positions  # (N,)
+            logits = self.mlm(h.flatten(0, 1)[positions], decoder)  # (N, V)
+            mlm_loss = F.cross_entropy(logits.float(), labels.flatten()[positions])  # fp32 softmax under bf16 too
         pair_logits = self.pair(h) if self.pair is not None else None
         if pair_labels is not None:
             if pair_logits is None:
@@ -152,6 +154,12 @@ class ZhBertForPretraining(ZhBertModel):
         parts = [x for x in (mlm_loss, pair_loss) if x is not None]
         loss = sum(parts[1:], parts[0]) if parts else None
         return ModelOutput(logits=logits, loss=loss, pair_logits=pair_logits, mlm_loss=mlm_loss, pair_loss=pair_loss)
+
+
+def masked_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices (into B·T, row-major) of the positions with a label, (N,): the rows ``h.flatten(0, 1)`` gives
+    to the MLM head, in the order of ``labels[labels != IGNORE]``."""
+    return (labels.flatten() != IGNORE).nonzero().squeeze(1)
 
 
 class _Classifier(ZhBertModel):

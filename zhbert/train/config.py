@@ -74,6 +74,12 @@ class EngineConfig:
     ds_config: str | None = None
     """Your own ds_config.json, merged with the derived one; a key that both set to different values is an
     error naming both, never silently overridden."""
+    compile: bool = False
+    """``torch.compile`` the trunk and the heads (inductor, zhbert.train.engine.compile_parts) with
+    ``fullgraph=True``: a graph break is an error, not a silent slow path. The fusion embedding then computes
+    glyph features for the whole vocab (``model.fusion_rows``). The first steps pay for the compilation (about a
+    minute on a small CPU). ZeRO-1/2 only: ZeRO-3 gathers parameters in hooks on every module, each a graph break.
+    """
 
 
 @dataclass
@@ -111,6 +117,10 @@ class PretrainConfig:
         if self.engine.precision == "bf16" and self.engine.zero_stage == 0:
             raise ConfigError("engine.precision = 'bf16' needs engine.zero_stage >= 1: at stage 0 DeepSpeed's bf16 "
                               "optimizer writes checkpoints its zero_to_fp32 cannot consolidate into the export")
+        if self.engine.compile and self.engine.zero_stage == 3:
+            raise ConfigError("engine.compile needs engine.zero_stage <= 2: ZeRO-3 gathers parameters in hooks on "
+                              "every module that DeepSpeed keeps out of compilation (torch.compiler.disable), so "
+                              "the graph breaks at each")
         if self.engine.offload_params and self.engine.zero_stage != 3:
             raise ConfigError("engine.offload_params needs engine.zero_stage = 3")
         if self.engine.offload_optimizer and self.engine.zero_stage == 0:

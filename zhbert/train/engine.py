@@ -24,6 +24,7 @@ if not torch.cuda.is_available():
 
 import deepspeed  # noqa: E402  (after the accelerator choice above)
 from deepspeed import comm as dist  # noqa: E402
+from deepspeed.accelerator import get_accelerator  # noqa: E402
 
 from zhbert.config import ConfigError, merge  # noqa: E402
 from zhbert.data.files import write_text  # noqa: E402
@@ -119,17 +120,36 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def initialize(model: torch.nn.Module, cfg: PretrainConfig, ds_config: dict[str, Any],
                lr_lambda: Callable[[int], float]) -> Any:
     """The DeepSpeed engine around ``model``, with torch AdamW (no decay on biases and LayerNorms) and a
-    LambdaLR schedule, both saved in and restored from DeepSpeed's checkpoints."""
+    LambdaLR schedule, both saved in and restored from DeepSpeed's checkpoints; compiled if ``engine.compile``."""
     o = cfg.optim
     optimizer = adamw(model.parameters(), o.lr, o.weight_decay, o.betas, o.eps)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config,
                                       lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda))
+    if cfg.engine.compile:
+        compile_parts(engine.module)
     return engine
 
 
-def all_reduce_sum(values: list[float]) -> list[float]:
-    """Sum a few numbers over ranks (float64, so counts stay exact)."""
-    t = torch.tensor(values, dtype=torch.float64)
+def compile_parts(model: torch.nn.Module) -> None:
+    """``torch.compile`` the trunk and each head in place (``nn.Module.compile``: parameter names unchanged, so
+    checkpoints and exports are the same), with ``fullgraph=True`` so a graph break is an error. Not the top
+    module, as ``engine.compile()`` does: DeepSpeed's forward hooks on it (a throughput timer calling
+    ``time.time``) break the graph."""
+    for part in model.children():
+        part.compile(fullgraph=True)
+
+
+def collective_device(backend: str, device: torch.device) -> torch.device:
+    """Where a collective's tensors must live: gloo reduces CPU tensors, NCCL (and the other accelerator backends)
+    tensors on the rank's ``device``; a tensor on the wrong side is an error, not a slow path."""
+    return torch.device("cpu") if backend == "gloo" else device
+
+
+def all_reduce_sum(values: torch.Tensor) -> list[float]:
+    """Sum a vector of numbers over ranks (float64, so counts stay exact), on the side the backend reduces on; the
+    one transfer to the host comes last, so the caller syncs once for the whole vector."""
+    device = collective_device(torch.distributed.get_backend(), torch.device(get_accelerator().current_device_name()))
+    t = values.to(device, torch.float64)
     dist.all_reduce(t)
     return t.tolist()
 

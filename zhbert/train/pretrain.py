@@ -31,8 +31,9 @@ from tqdm import tqdm
 from zhbert.config import config_hash, to_dict
 from zhbert.data.files import write_json
 from zhbert.data.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
+from zhbert.device import to_device
 from zhbert.export import save_export
-from zhbert.model import ZhBertForPretraining
+from zhbert.model import ModelOutput, ZhBertForPretraining, masked_positions
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
 from zhbert.train.config import PretrainConfig
@@ -133,7 +134,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     engine = ds.initialize(model, cfg, ds_config, lr_lambda(cfg))
 
     log = MetricsLog(out, lead, cfg.tensorboard)
-    counters = {"sequences": 0, "tokens": 0, "chars": 0, "masked_tokens": 0, "maskable_tokens": 0,
+    counters = {"sequences": 0, "tokens": 0, "positions": 0, "chars": 0, "masked_tokens": 0, "maskable_tokens": 0,
                 "train_seconds": 0.0}
     start = 0
     state = ds.load_checkpoint(engine, checkpoints) if resume else None
@@ -157,54 +158,40 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         masked = collator(example, 0)["masked"][0].tolist() if cfg.masking.pairs == "none" else None
         print("example:", describe_row(example[0], masked, vocabs), flush=True)
 
-    token_chars = torch.from_numpy(vocabs.token_chars)
-    unigram = torch.from_numpy(data.unigram_log_probs(len(vocabs.tokens)))
+    token_chars = torch.from_numpy(vocabs.token_chars).to(engine.device)
+    unigram = torch.from_numpy(data.unigram_log_probs(len(vocabs.tokens))).to(engine.device)
     bar = tqdm(total=cfg.steps, initial=start, disable=not lead, unit="step", dynamic_ncols=True, file=sys.stdout)
-    interval = _fresh_interval()
+    interval = Interval(engine.device)
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         torch.manual_seed(step_seed(cfg.seed, step, rank))  # dropout: a function of the step, like the data
         engine.train()
         for micro in range(accumulation):
-            batch = collator(data.rows(step, micro), step, rank, micro)
-            masked, maskable = batch.pop("masked"), batch.pop("maskable")
-            step_out = engine(**batch)
+            batch = on_device(collator(data.rows(step, micro), step, rank, micro), engine.device)
+            step_out = engine(**{k: v for k, v in batch.items() if k != "maskable"})
             engine.backward(step_out.loss)
             engine.step()
-            real = batch["attention_mask"].bool()
-            target = batch["labels"][masked]
-            interval["loss"] += step_out.loss.item()
-            interval["mlm_nats"] += step_out.mlm_loss.item() * target.numel()
-            interval["pair_loss"] += step_out.pair_loss.item() if step_out.pair_loss is not None else 0.0
-            interval["micro"] += 1
-            interval["tokens"] += int(real.sum())
-            interval["masked"] += target.numel()
-            interval["masked_chars"] += int(token_chars[target].sum())
-            interval["maskable"] += int(maskable.sum())
-            original = torch.where(masked, batch["labels"], batch["input_ids"])
-            interval["chars"] += int(token_chars[original][real].sum())
-        interval["seconds"] += time.perf_counter() - t0
+            interval.add(step_out, batch, token_chars)
+        interval.seconds += time.perf_counter() - t0
         done = step + 1
         last = done == cfg.steps
         if done % cfg.log_every == 0 or last:
-            names = ("loss", "mlm_nats", "pair_loss", "micro", "tokens", "masked", "masked_chars", "maskable", "chars")
-            total = dict(zip(names, ds.all_reduce_sum([interval[k] for k in names])))
-            seconds = interval["seconds"]
+            total, seconds = interval.reduce(ds.all_reduce_sum), interval.seconds
             counters["sequences"] = done * cfg.batch_size
-            counters["tokens"] += int(total["tokens"])
-            counters["chars"] += int(total["chars"])
-            counters["masked_tokens"] += int(total["masked"])
-            counters["maskable_tokens"] += int(total["maskable"])
+            for counter, key in (("tokens", "tokens"), ("positions", "positions"), ("chars", "chars"),
+                                 ("masked_tokens", "masked"), ("maskable_tokens", "maskable")):
+                counters[counter] += int(total[key])
             counters["train_seconds"] += seconds
             record = {"loss": total["loss"] / total["micro"], "mlm_loss": total["mlm_nats"] / total["masked"],
                       "bits_per_char": total["mlm_nats"] / math.log(2) / total["masked_chars"],
                       **({"pair_loss": total["pair_loss"] / total["micro"]} if cfg.masking.pairs != "none" else {}),
                       "mask_rate": total["masked"] / total["maskable"], "lr": engine.get_lr()[0],
                       "tokens_per_s": total["tokens"] / seconds,
+                      "real_token_fraction": total["tokens"] / total["positions"],
                       **{k: counters[k] for k in ("sequences", "tokens", "chars")}}
             log.write("train", done, **record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
-            interval = _fresh_interval()
+            interval = Interval(engine.device)
         if done % cfg.eval_every == 0 or last:
             result = evaluate(engine, data, collator, token_chars, unigram, ds.all_reduce_sum, eval_units)
             log.write("eval", done, **result, chars=counters["chars"])
@@ -234,6 +221,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             "config": to_dict(cfg), "config_hash": config_hash(cfg), "world_size": world, "data": data_hashes,
             "protocol": PROTOCOL, "steps": cfg.steps, "parameters": n_params, "flops_per_token": flops, **counters,
             "mask_rate": counters["masked_tokens"] / max(counters["maskable_tokens"], 1),
+            "real_token_fraction": counters["tokens"] / max(counters["positions"], 1),
             "eval_masking": eval_masking(), "packing": data.packing(),
             "tokens_per_s": counters["tokens"] / max(counters["train_seconds"], 1e-9),
             "eval": evals[-1] if evals else None, "rank_fingerprints": fingerprints, "memory_per_rank": memory,
@@ -259,7 +247,7 @@ def export_untrained(cfg: PretrainConfig, folder: Path) -> Path:
 
 
 def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_chars: torch.Tensor,
-             unigram: torch.Tensor, all_reduce_sum: Callable[[list[float]], list[float]],
+             unigram: torch.Tensor, all_reduce_sum: Callable[[torch.Tensor], list[float]],
              units: list[EvalUnit]) -> dict[str, float]:
     """Held-out MLM loss (nats per masked token), masked-token accuracy and bits per character (nats over the
     characters the masked tokens stand for, in bits: the one figure char and word models share), under the fixed
@@ -267,26 +255,25 @@ def evaluate(engine: Any, data: PretrainData, collator: MaskingCollator, token_c
     its training masking and number of ranks. Whole words: ``mlm_loss``, ``accuracy``, ``bits_per_char``; single
     characters (char view only): the same names prefixed ``char_``. Beside them, ``unigram_accuracy`` and
     ``unigram_bits_per_char``: the same figures for predicting every masked token from the training rows' token
-    frequencies (``unigram``, log-probabilities (V,)) — the floor a model that learned anything clears."""
+    frequencies (``unigram``, log-probabilities (V,)) — the floor a model that learned anything clears. The sums
+    stay on the device until one reduction per unit."""
     engine.eval()
     out: dict[str, float] = {}
-    most_frequent = int(unigram.argmax())
+    most_frequent = unigram.argmax()
     with torch.no_grad():
         for unit in units:
-            nats = correct = tokens = chars = unigram_nats = unigram_correct = 0.0
+            sums = torch.zeros(5, dtype=torch.float64, device=token_chars.device)
+            tokens = 0
             for places, rows in data.eval_batches():
-                batch = collator.held_out(rows, places, unit)
-                batch.pop("masked")
+                batch = on_device(collator.held_out(rows, places, unit), token_chars.device)
                 logits = engine(**batch).logits.float()  # (N masked, V)
-                target = batch["labels"][batch["labels"] != IGNORE]
-                nats += F.cross_entropy(logits, target, reduction="sum").item()
-                correct += (logits.argmax(-1) == target).sum().item()
+                target = batch["labels"].flatten()[batch["mlm_positions"]]  # (N,)
+                values = (F.cross_entropy(logits, target, reduction="sum"), (logits.argmax(-1) == target).sum(),
+                          token_chars[target].sum(), -unigram[target].sum(), (target == most_frequent).sum())
+                sums += torch.stack([v.double() for v in values])
                 tokens += target.numel()
-                chars += token_chars[target].sum().item()
-                unigram_nats -= unigram[target].sum().item()
-                unigram_correct += (target == most_frequent).sum().item()
-            nats, correct, tokens, chars, unigram_nats, unigram_correct = all_reduce_sum(
-                [nats, correct, tokens, chars, unigram_nats, unigram_correct])
+            nats, correct, chars, unigram_nats, unigram_correct, tokens = all_reduce_sum(
+                torch.cat([sums, torch.tensor([tokens], dtype=torch.float64, device=sums.device)]))
             if not tokens:
                 raise ValueError("no held-out sequences to evaluate: raise data.eval_percent or data.eval_sequences")
             prefix = "" if unit == "word" else f"{unit}_"
@@ -312,10 +299,45 @@ def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPret
         pinyin_letters=spell_pinyin(vocabs.pinyin.entries, cfg.pinyin_max_letters) if "pinyin" in uses else None)
 
 
-def _fresh_interval() -> dict[str, float]:
-    """What a log interval sums up on this rank before the reduction over ranks."""
-    return {"loss": 0.0, "mlm_nats": 0.0, "pair_loss": 0.0, "micro": 0, "tokens": 0, "masked": 0, "masked_chars": 0,
-            "maskable": 0, "chars": 0, "seconds": 0.0}
+def on_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A collator batch as a step uses it, on ``device``: with ``mlm_positions``, found while the labels are still
+    on the CPU so that the model never waits for the device to learn how many tokens are masked; without
+    ``masked``, which the labels tell as well."""
+    ready = {k: v for k, v in batch.items() if k != "masked"}
+    return to_device(ready | {"mlm_positions": masked_positions(batch["labels"])}, device)
+
+
+class Interval:
+    """What a log interval sums up on this rank before the reduction over ranks. What needs the model's outputs
+    or the batch's values stays on the device, one float64 vector added to at each micro-step (no host sync);
+    what the shapes tell is counted on the host. ``positions``: every computed position (B × T of each
+    micro-batch), real token or padding, for ``real_token_fraction``."""
+
+    ON_DEVICE = ("loss", "mlm_nats", "pair_loss", "tokens", "masked_chars", "maskable", "chars")
+    ON_HOST = ("micro", "positions", "masked")
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.sums = torch.zeros(len(self.ON_DEVICE), dtype=torch.float64, device=device)
+        self.counts = dict.fromkeys(self.ON_HOST, 0)
+        self.seconds = 0.0
+
+    def add(self, out: ModelOutput, batch: dict[str, torch.Tensor], token_chars: torch.Tensor) -> None:
+        """Count one micro-batch (``on_device``'s batch, the model's output on it)."""
+        real, labels = batch["attention_mask"], batch["labels"]
+        target = labels.flatten()[batch["mlm_positions"]]  # (N,) the original ids of the masked tokens
+        original = torch.where(labels != IGNORE, labels, batch["input_ids"])  # (B, T) the row before masking
+        pair_loss = out.pair_loss if out.pair_loss is not None else torch.zeros_like(out.loss)
+        values = (out.loss, out.mlm_loss * target.numel(), pair_loss, real.sum(), token_chars[target].sum(),
+                  batch["maskable"].sum(), (token_chars[original] * real).sum())
+        self.sums += torch.stack([v.detach().double() for v in values])
+        self.counts["micro"] += 1
+        self.counts["positions"] += real.numel()
+        self.counts["masked"] += target.numel()
+
+    def reduce(self, all_reduce_sum: Callable[[torch.Tensor], list[float]]) -> dict[str, float]:
+        """The sums over ranks, by name: one collective and one transfer to the host."""
+        host = torch.tensor([self.counts[k] for k in self.ON_HOST], dtype=torch.float64, device=self.sums.device)
+        return dict(zip(self.ON_DEVICE + self.ON_HOST, all_reduce_sum(torch.cat([self.sums, host]))))
 
 
 def _diff(a: dict[str, str], b: dict[str, str]) -> str:
