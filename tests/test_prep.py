@@ -58,7 +58,8 @@ def test_shards_open_with_datasets_and_keep_the_contract(prepped, vocab_dir):
     vocab, pinyin = CharVocab.load(vocab_dir), PinyinVocab.load(vocab_dir)
     # compact columns: 6 bytes a token (a char vocab under 65,536 entries fits uint16)
     assert len(vocab) < 1 << 16
-    assert [ds.features[k].feature.dtype for k in ("input_ids", "word_ids", "pinyin_ids")] == ["uint16", "int16", "int16"]
+    dtypes = [ds.features[k].feature.dtype for k in ("input_ids", "word_ids", "pinyin_ids")]
+    assert dtypes == ["uint16", "int16", "int16"]
     tokens = vocab.tokens
     for row in ds.select(range(0, ds.num_rows, 17)):
         ids, wids, pys = row["input_ids"], row["word_ids"], row["pinyin_ids"]

@@ -56,6 +56,7 @@ def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_
     from zhbert.data.glyphs import GlyphConfig, coverage_report, read_vocab, render_glyph_table
     from zhbert.data.pinyin import PinyinVocab
     from zhbert.data.vocab import CharVocab
+    from zhbert.data.word_view import FORMAT as WORD_VIEW_FORMAT
     from zhbert.data.word_view import WORD_VOCAB, build_word_view
 
     vocab, glyphs, shards, words = workdir / "vocab", workdir / "glyphs", workdir / "shards", workdir / "shards-word"
@@ -85,6 +86,7 @@ def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_
                                     sha256_file(DEFAULT_FONTS_DIR / "manifest.json")),
               [glyphs / "glyphs.npy"], glyph_table)
     steps.run("prep", None, [shards / MANIFEST], lambda: run_prep(cfg))
-    steps.run("word vocab + word view", config_hash(sha256_file(shards / MANIFEST), word_vocab_size),
+    steps.run("word vocab + word view",
+              config_hash(sha256_file(shards / MANIFEST), word_vocab_size, WORD_VIEW_FORMAT),
               [words / MANIFEST, vocab / WORD_VOCAB],
               lambda: build_word_view(shards, vocab, words, size=word_vocab_size))
