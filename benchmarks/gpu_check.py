@@ -405,7 +405,8 @@ def run_summary(out: Path, wall: float, peak: float | None) -> dict[str, Any]:
     memory = t["memory_per_rank"][0]
     per_gpu = t["tokens_per_s"] / t["world_size"]
     return {"wall_s": wall, "parameters": t["parameters"], "world_size": t["world_size"],
-            "tokens_per_s": t["tokens_per_s"], "flops_per_token": t["flops_per_token"],
+            "tokens_per_s": t["tokens_per_s"], "real_token_fraction": t["real_token_fraction"],
+            "flops_per_token": t["flops_per_token"],
             "mfu": per_gpu * t["flops_per_token"] / (peak * 1e12) if peak else None,
             "first_loss": train[0]["loss"], "last_loss": train[-1]["loss"],
             "eval_mlm_loss": t["eval"]["mlm_loss"] if t["eval"] else None,
