@@ -4,8 +4,10 @@ one plain process, SIGKILL + resume, and the export folder loaded in a fresh pro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -261,6 +263,33 @@ def test_unit_selection_matches_the_reference_loop():
                               reference_select(unit, weight, target, draw))
 
 
+def test_data_workers_give_the_batches_of_the_training_thread(built_data, tmp_path):
+    """data.workers = 2 yields exactly the micro-batches of the in-thread path (data.workers = 0), in order, from
+    any start step, so a resumed run reads what an unbroken one reads; closing the batches mid-run (as an error in
+    the loop does) stops the workers at once."""
+    from zhbert.data.masking import MaskingCollator
+    from zhbert.train.data import PretrainData, load_vocabs
+    from zhbert.train.loader import train_batches
+
+    def batches(workers: int, start: int):
+        cfg = load(PretrainConfig, TINY_FUSION, tiny(built_data, tmp_path, **{"data.workers": workers}))
+        vocabs = load_vocabs(cfg)
+        collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens)
+        return train_batches(PretrainData(cfg, 1, 2), collator, start, 8, 2, "cpu")  # rank 1, 2 micro-batches
+
+    in_thread = list(batches(0, 0))
+    assert len(in_thread) == 16 and not multiprocessing.active_children()
+    for start in (0, 3):
+        in_workers = list(batches(2, start))
+        assert len(in_workers) == len(in_thread) - 2 * start
+        for got, want in zip(in_workers, in_thread[2 * start:]):
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    with contextlib.closing(batches(2, 0)) as running:
+        next(running)
+        assert len(multiprocessing.active_children()) == 2
+    assert not multiprocessing.active_children()
+
+
 def test_packed_sequences_are_full_and_the_same_text_in_both_views(built_data, tmp_path):
     """Packing fills ≥ 95 % of the computed positions with real tokens (the fixture's rows of ≤ 64 tokens average
     far less), every training row lands in exactly one sequence, and the word view packs the same rows in the same
@@ -492,6 +521,18 @@ def test_torchrun_and_a_single_process_run_too(built_data, tmp_path):
     prep = json.loads((built_data / "shards" / "manifest.json").read_text())["config"]  # the word view's char view
     text = json.loads((word / "export" / "text.json").read_text())
     assert (text["normalize"], text["segment"]) == (prep["normalize"], prep["segment"])
+
+
+@pytest.mark.slow
+def test_a_run_with_data_workers_trains(built_data, tmp_path):
+    """data.workers = 2 in a real run (one plain process): it trains, exports and ends, its workers with it (the
+    output pipe, which they inherit, closes)."""
+    run = tmp_path / "workers"
+    finish(launch([sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_FUSION),
+                   *tiny(built_data, run, steps=4, eval_every=4, **{"data.workers": 2})]))
+    train = read_metrics(run, "train")
+    assert [r["step"] for r in train] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in train)
+    assert (run / "export" / "model.safetensors").exists()
 
 
 @pytest.mark.slow
