@@ -283,7 +283,8 @@ def test_data_workers_give_the_batches_of_the_training_thread(built_data, tmp_pa
         in_workers = list(batches(2, start))
         assert len(in_workers) == len(in_thread) - 2 * start
         for got, want in zip(in_workers, in_thread[2 * start:]):
-            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+            assert got.keys() == want.keys()
+            assert all(got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]) for k in want)
     with contextlib.closing(batches(2, 0)) as running:
         next(running)
         assert len(multiprocessing.active_children()) == 2
