@@ -4,8 +4,10 @@ one plain process, SIGKILL + resume, and the export folder loaded in a fresh pro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,7 +16,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from zhbert.config import ConfigError, load
 from zhbert.train.config import PretrainConfig
@@ -135,14 +139,156 @@ def test_each_rank_reads_its_own_rows_of_each_step(built_data, tmp_path):
     assert placed(ranks[0]) | placed(ranks[1]) == placed(alone) and len(placed(alone)) == alone.eval_sequences
 
 
-def test_join_rows_keeps_one_cls_and_runs_word_ids_on():
-    from zhbert.train.data import join_rows
+def test_join_packs_keeps_one_cls_and_runs_word_ids_on():
+    from zhbert.train.data import join_packs
 
-    a = {"input_ids": [2, 10, 11, 12, 3], "word_ids": [-1, 0, 0, 1, -1], "pinyin_ids": [0, 5, 6, 7, 0], "doc_id": "a"}
-    b = {"input_ids": [2, 13, 14, 3], "word_ids": [-1, 0, 1, -1], "pinyin_ids": [0, 8, 9, 0], "doc_id": "b"}
-    assert join_rows([a, b], documents=True) == {
-        "input_ids": [2, 10, 11, 12, 3, 13, 14, 3], "word_ids": [-1, 0, 0, 1, -1, 2, 3, -1],
-        "pinyin_ids": [0, 5, 6, 7, 0, 8, 9, 0], "document": [1, 1, 1, 1, 1, 2, 2, 2], "doc_ids": ["a", "b"]}
+    a = {"input_ids": [2, 10, 11, 12, 3], "word_ids": [-1, 0, 0, 1, -1], "pinyin_ids": [0, 5, 6, 7, 0]}
+    b = {"input_ids": [2, 13, 14, 3], "word_ids": [-1, 0, 1, -1], "pinyin_ids": [0, 8, 9, 0]}
+    c = {"input_ids": [2, 15, 3], "word_ids": [-1, 0, -1], "pinyin_ids": [0, 4, 0]}
+    columns = {k: np.array(a[k] + b[k] + c[k]) for k in a}  # packs: (a, b) and (c)
+    packed, lengths = join_packs(columns, np.array([5, 4, 3]), np.array([2, 1]), documents=True)
+    assert {k: v.tolist() for k, v in packed.items()} == {
+        "input_ids": [2, 10, 11, 12, 3, 13, 14, 3] + c["input_ids"],
+        "word_ids": [-1, 0, 0, 1, -1, 2, 3, -1] + c["word_ids"],
+        "pinyin_ids": [0, 5, 6, 7, 0, 8, 9, 0] + c["pinyin_ids"],
+        "document": [1, 1, 1, 1, 1, 2, 2, 2] + [1, 1, 1]}
+    assert lengths.tolist() == [8, 3]
+
+
+# the rows and masks as the code before zhbert.train.loader made them (dataset[idx] → Python lists, one joined
+# pack at a time, a padding loop, the greedy unit loop run to the end): the fast path must give exactly these
+
+def reference_join_rows(rows: list[dict], documents: bool) -> dict:
+    keys = [k for k in ("input_ids", "word_ids", "pinyin_ids") if k in rows[0]]
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys + ["document"] * documents}
+    words = 0
+    for j, row in enumerate(rows):
+        cut = slice(0 if j == 0 else 1, None)
+        w = np.asarray(row["word_ids"][cut], np.int64)
+        for k in keys:
+            parts[k].append(np.where(w >= 0, w + words, -1) if k == "word_ids" else np.asarray(row[k][cut], np.int64))
+        if documents:
+            parts["document"].append(np.full(len(w), j + 1, np.int64))
+        words += int(w.max(initial=-1)) + 1
+    return {k: np.concatenate(v).tolist() for k, v in parts.items()} | {"doc_ids": [r["doc_id"] for r in rows]}
+
+
+def reference_rows(data, step: int, micro: int) -> list[dict]:
+    mb, n = data.cfg.micro_batch, data.train_sequences
+    start = step * data.cfg.batch_size + (micro * data.world_size + data.rank) * mb
+    which = [int(data._order_of(p // n)[p % n]) for p in range(start, start + mb)]  # the order is unchanged
+    rows, offsets = data.train
+    spans = [(int(offsets[i]), int(offsets[i + 1])) for i in which]
+    cols = data.dataset[np.concatenate([rows[a:b] for a, b in spans]).tolist()]
+    cols.pop("char_len", None)
+    flat = [dict(zip(cols, values)) for values in zip(*cols.values())]
+    if not data.cfg.data.pack:
+        return flat
+    out, at = [], 0
+    for a, b in spans:
+        out.append(reference_join_rows(flat[at:at + b - a], data.cfg.data.pack_attention == "within"))
+        at += b - a
+    return out
+
+
+def reference_select(unit, weight, target, draw):
+    B, T = unit.shape
+    row = np.broadcast_to(np.arange(B)[:, None], (B, T))
+    size = np.zeros((B, T), np.int64)
+    np.add.at(size, (row[unit >= 0], unit[unit >= 0]), weight[unit >= 0])
+    present = np.zeros((B, T), bool)
+    present[row[unit >= 0], unit[unit >= 0]] = True
+    order = np.argsort(np.where(present, draw, np.inf), axis=1, kind="stable")
+    size_in_order = np.take_along_axis(size, order, 1)
+    present_in_order = np.take_along_axis(present, order, 1)
+    take = np.zeros((B, T), bool)
+    covered = np.zeros(B, np.int64)
+    for k in range(int(present.sum(1).max(initial=0))):
+        fits = present_in_order[:, k] & (covered + size_in_order[:, k] <= target)
+        take[:, k] = fits
+        covered += np.where(fits, size_in_order[:, k], 0)
+    take[:, 0] |= (covered == 0) & present_in_order[:, 0]
+    selected = np.zeros((B, T), bool)
+    np.put_along_axis(selected, order, take, 1)
+    return (unit >= 0) & np.take_along_axis(selected, np.maximum(unit, 0), 1)
+
+
+def reference_pad(rows, key, value):
+    T = max(len(r[key]) for r in rows)
+    out = np.full((len(rows), T), value, np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r[key])] = r[key]
+    return out
+
+
+def test_fast_rows_and_collation_give_the_batches_of_the_reference(built_data, tmp_path):
+    """Rows gathered from the Arrow chunks and joined in numpy, padded and masked by the vectorised collator, are
+    exactly the rows and batches of the reference (Python lists, one pack at a time): packed with attention across
+    or within rows, unpacked, and the word view."""
+    from zhbert.data.masking import MaskingCollator
+    from zhbert.train.data import PretrainData, load_vocabs
+
+    class ReferenceCollator(MaskingCollator):
+        _select, _pad = staticmethod(reference_select), staticmethod(reference_pad)
+
+    settings = [(TINY_FUSION, {}), (TINY_FUSION, {"data.pack_attention": "within"}),
+                (TINY_FUSION, {"data.pack": False}), (ROOT / "configs" / "pretrain" / "tiny-word.toml", {})]
+    for config, overrides in settings:
+        cfg = load(PretrainConfig, config, tiny(built_data, tmp_path, config, **overrides))
+        data, vocabs = PretrainData(cfg, 1, 2), load_vocabs(cfg)
+        fast, reference = (c(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens)
+                           for c in (MaskingCollator, ReferenceCollator))
+        for step, micro in ((0, 0), (7, 1), (10_000, 0)):
+            rows, expected = data.rows(step, micro), reference_rows(data, step, micro)
+            assert [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in r.items()} for r in rows] \
+                == expected, (config.name, overrides, step)
+            got, want = fast(rows, step, 1, micro), reference(expected, step, 1, micro)
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_unit_selection_matches_the_reference_loop():
+    """The greedy selection that stops once no unit fits anywhere picks what the loop run to the end picks, on
+    random rows of words (weights 0-3, as characters per token; some rows with nothing maskable)."""
+    from zhbert.data.masking import MaskingCollator
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        B, T = 8, int(rng.integers(1, 60))
+        word_ids = np.cumsum(rng.random((B, T)) < 0.6, axis=1)  # runs of tokens share a word id
+        unit = np.where(rng.random((B, T)) < 0.9, word_ids, -1)
+        unit[rng.random(B) < 0.1] = -1
+        weight, draw = rng.integers(0, 4, (B, T)), rng.random((B, T))
+        target = np.maximum(1, np.rint(0.15 * rng.integers(0, 3 * T + 1, B)))
+        assert np.array_equal(MaskingCollator._select(unit, weight, target, draw),
+                              reference_select(unit, weight, target, draw))
+
+
+def test_data_workers_give_the_batches_of_the_training_thread(built_data, tmp_path):
+    """data.workers = 2 yields exactly the micro-batches of the in-thread path (data.workers = 0), in order, from
+    any start step, so a resumed run reads what an unbroken one reads; closing the batches mid-run (as an error in
+    the loop does) stops the workers at once."""
+    from zhbert.data.masking import MaskingCollator
+    from zhbert.train.data import PretrainData, load_vocabs
+    from zhbert.train.loader import train_batches
+
+    def batches(workers: int, start: int):
+        cfg = load(PretrainConfig, TINY_FUSION, tiny(built_data, tmp_path, **{"data.workers": workers}))
+        vocabs = load_vocabs(cfg)
+        collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens)
+        return train_batches(PretrainData(cfg, 1, 2), collator, start, 8, 2, "cpu")  # rank 1, 2 micro-batches
+
+    in_thread = list(batches(0, 0))
+    assert len(in_thread) == 16 and not multiprocessing.active_children()
+    for start in (0, 3):
+        in_workers = list(batches(2, start))
+        assert len(in_workers) == len(in_thread) - 2 * start
+        for got, want in zip(in_workers, in_thread[2 * start:]):
+            assert got.keys() == want.keys()
+            assert all(got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]) for k in want)
+    with contextlib.closing(batches(2, 0)) as running:
+        next(running)
+        assert len(multiprocessing.active_children()) == 2
+    assert not multiprocessing.active_children()
 
 
 def test_packed_sequences_are_full_and_the_same_text_in_both_views(built_data, tmp_path):
@@ -376,6 +522,18 @@ def test_torchrun_and_a_single_process_run_too(built_data, tmp_path):
     prep = json.loads((built_data / "shards" / "manifest.json").read_text())["config"]  # the word view's char view
     text = json.loads((word / "export" / "text.json").read_text())
     assert (text["normalize"], text["segment"]) == (prep["normalize"], prep["segment"])
+
+
+@pytest.mark.slow
+def test_a_run_with_data_workers_trains(built_data, tmp_path):
+    """data.workers = 2 in a real run (one plain process): it trains, exports and ends, its workers with it (the
+    output pipe, which they inherit, closes)."""
+    run = tmp_path / "workers"
+    finish(launch([sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_FUSION),
+                   *tiny(built_data, run, steps=4, eval_every=4, **{"data.workers": 2})]))
+    train = read_metrics(run, "train")
+    assert [r["step"] for r in train] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in train)
+    assert (run / "export" / "model.safetensors").exists()
 
 
 @pytest.mark.slow

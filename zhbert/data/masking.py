@@ -284,9 +284,13 @@ class MaskingCollator:
         order = np.argsort(np.where(present, draw, np.inf), axis=1, kind="stable")  # absent units last
         size_in_order = np.take_along_axis(size, order, 1)
         present_in_order = np.take_along_axis(present, order, 1)
+        # the smallest unit still to come in each row: once none fits in any row, the rest is skipped unread
+        smallest_after = np.minimum.accumulate(np.where(present_in_order, size_in_order, np.inf)[:, ::-1], 1)[:, ::-1]
         take = np.zeros((B, T), bool)
         covered = np.zeros(B, np.int64)
         for k in range(int(present.sum(1).max(initial=0))):  # greedy, one unit of every row at a time
+            if (covered + smallest_after[:, k] > target).all():
+                break
             fits = present_in_order[:, k] & (covered + size_in_order[:, k] <= target)
             take[:, k] = fits
             covered += np.where(fits, size_in_order[:, k], 0)
@@ -297,10 +301,11 @@ class MaskingCollator:
 
     @staticmethod
     def _pad(rows: Sequence[dict[str, Any]], key: str, value: int) -> np.ndarray:
-        T = max(len(r[key]) for r in rows)
-        out = np.full((len(rows), T), value, np.int64)
-        for i, r in enumerate(rows):
-            out[i, : len(r[key])] = r[key]
+        """Column ``key`` of ``rows`` (lists or arrays) as (B, T), T the longest, ``value`` after each row's end."""
+        columns = [np.asarray(r[key]) for r in rows]
+        lengths = np.array([len(c) for c in columns])
+        out = np.full((len(rows), lengths.max()), value, np.int64)
+        out[np.arange(out.shape[1]) < lengths[:, None]] = np.concatenate(columns)  # row-major: row by row
         return out
 
 

@@ -29,6 +29,7 @@ from zhbert.model.config import ModelConfig
 from zhbert.train.config import PretrainConfig
 
 VIEWS = {"char": "zhbert.char_view/1", "fusion": "zhbert.char_view/1", "word": "zhbert.word_view/2"}
+TOKEN_COLUMNS = ("input_ids", "word_ids", "pinyin_ids")  # the columns with one entry per token of a row
 EVAL_PACK_SEED = 20_240_301  # how held-out rows are packed: the same for every run
 
 
@@ -177,23 +178,56 @@ def pack_rows(lengths: np.ndarray, pack_len: int, rng: np.random.Generator) -> t
     return rows, offsets
 
 
-def join_rows(rows: list[dict[str, Any]], documents: bool = False) -> dict[str, Any]:
-    """Shard rows → one packed row ``[CLS] a [SEP] b [SEP] …``: every row after the first loses its [CLS], word ids
-    run on across rows (whole-word masking never joins words of two rows), ``doc_ids`` lists where the rows came
-    from. ``documents``: also a ``document`` column, 1, 2, … for the tokens of each row (the block-diagonal
-    attention mask reads it)."""
-    keys = [k for k in ("input_ids", "word_ids", "pinyin_ids") if k in rows[0]]
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys + ["document"] * documents}
-    words = 0
-    for j, row in enumerate(rows):
-        cut = slice(0 if j == 0 else 1, None)
-        w = np.asarray(row["word_ids"][cut], np.int64)
-        for k in keys:
-            parts[k].append(np.where(w >= 0, w + words, -1) if k == "word_ids" else np.asarray(row[k][cut], np.int64))
-        if documents:
-            parts["document"].append(np.full(len(w), j + 1, np.int64))
-        words += int(w.max(initial=-1)) + 1
-    return {k: np.concatenate(v).tolist() for k, v in parts.items()} | {"doc_ids": [r["doc_id"] for r in rows]}
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(a, a + n) for a, n in zip(starts, counts)])`` without a Python loop."""
+    ends = np.cumsum(counts)
+    return np.repeat(starts - ends + counts, counts) + np.arange(ends[-1] if len(ends) else 0)
+
+
+def join_packs(columns: dict[str, np.ndarray], lengths: np.ndarray, rows_per_pack: np.ndarray,
+               documents: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Shard rows → packed rows ``[CLS] a [SEP] b [SEP] …``, all packs of a batch at once (no Python per row):
+    every row after the first of its pack loses its [CLS], word ids run on across the rows of a pack (whole-word
+    masking never joins words of two rows). ``columns``: the rows' token columns end to end, row i holding
+    ``lengths[i]`` tokens; ``rows_per_pack``: how many consecutive rows each pack takes. ``documents``: also a
+    ``document`` column, 1, 2, … for the tokens of each row of a pack (the block-diagonal attention mask reads
+    it). Returns (the packs' columns end to end, each pack's length)."""
+    first_row = np.cumsum(rows_per_pack) - rows_per_pack  # (P,) each pack's first row
+    pack_of_row = np.repeat(np.arange(len(rows_per_pack)), rows_per_pack)  # (R,)
+    row_of_token = np.repeat(np.arange(len(lengths)), lengths)  # (N,)
+    is_first = np.zeros(len(lengths), bool)
+    is_first[first_row] = True
+    keep = (ranges(np.zeros_like(lengths), lengths) > 0) | is_first[row_of_token]  # every later row's [CLS] goes
+    w = np.where(keep, columns["word_ids"], -1)
+    words = np.maximum.reduceat(w, np.cumsum(lengths) - lengths) + 1  # (R,) words of each row
+    before = np.cumsum(words) - words
+    run_on = before - before[first_row][pack_of_row]  # (R,) words of the earlier rows of the same pack
+    out = {k: v for k, v in columns.items() if k != "word_ids"}
+    out["word_ids"] = np.where(w >= 0, w + run_on[row_of_token], -1)
+    if documents:
+        out["document"] = (np.arange(len(lengths)) - first_row[pack_of_row] + 1)[row_of_token]
+    packed = {k: out[k][keep] for k in (*columns, *["document"] * documents)}
+    return packed, np.bincount(pack_of_row[row_of_token[keep]], minlength=len(rows_per_pack))
+
+
+class ShardColumns:
+    """The token columns of the shards as numpy views of the memory-mapped Arrow chunks, and where each row starts
+    in its chunk. Gathering rows is then one slice per row: no Arrow → Python lists (``dataset[idx]``), and no
+    ``Table.take``, which concatenates every chunk of a list column first. The views share the memory map, so
+    forked data workers read the same pages; every token column has one entry per token of its row."""
+
+    def __init__(self, table: Any, names: list[str]) -> None:
+        sizes = [len(c) for c in table.column(names[0]).chunks]
+        self.chunk_of = np.repeat(np.arange(len(sizes)), sizes)  # (rows,)
+        self.values = {k: [c.values.to_numpy() for c in table.column(k).chunks] for k in names}
+        self.start = {k: np.concatenate([c.offsets.to_numpy()[:-1] for c in table.column(k).chunks])
+                      for k in names}
+
+    def gather(self, rows: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """The token columns of ``rows`` (with ``lengths`` tokens each), end to end, as int64."""
+        chunks, n = self.chunk_of[rows].tolist(), lengths.tolist()
+        return {k: np.concatenate([values[c][a:a + m] for c, a, m in zip(chunks, self.start[k][rows].tolist(), n)]
+                                  ).astype(np.int64) for k, values in self.values.items()}
 
 
 class PretrainData:
@@ -206,8 +240,8 @@ class PretrainData:
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.dataset = load_shards(cfg.data.shards)
         table = self.dataset.data
-        doc_ids = table.column("doc_id").to_pylist()
-        bucket = np.array([zlib.crc32(d.encode()) % 10_000 for d in doc_ids])
+        self.doc_ids = table.column("doc_id").to_pylist()
+        bucket = np.array([zlib.crc32(d.encode()) % 10_000 for d in self.doc_ids])
         held = bucket < cfg.data.eval_percent * 100
         train_rows = np.flatnonzero(~held)
         if not len(train_rows):
@@ -217,7 +251,8 @@ class PretrainData:
         lengths_of = "char_len" if "char_len" in table.column_names else "input_ids"
         lengths = (pc.list_value_length(table.column("input_ids")) if lengths_of == "input_ids"
                    else table.column("char_len")).to_numpy()
-        self.lengths = pc.list_value_length(table.column("input_ids")).to_numpy()
+        self.lengths = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
+        self.columns = ShardColumns(table.table, [k for k in TOKEN_COLUMNS if k in table.column_names])
         pack_len = cfg.data.pack_len or cfg.model.max_position
         self.train = self._packs(train_rows, lengths, pack_len, np.random.default_rng([cfg.seed, 1]))
         # held-out packs do not depend on the run's seed, so every run evaluates the same sequences;
@@ -294,19 +329,27 @@ class PretrainData:
         return self.train_sequences / self.cfg.batch_size
 
     def _fetch(self, packs: tuple[np.ndarray, np.ndarray], which: list[int]) -> list[dict[str, Any]]:
+        """Sequences ``which`` of ``packs`` as dicts of int64 token arrays, with the ``doc_ids`` of their rows
+        (unpacked: the ``doc_id`` of the row)."""
         rows, offsets = packs
-        spans = [(int(offsets[i]), int(offsets[i + 1])) for i in which]
-        cols = self.dataset[np.concatenate([rows[a:b] for a, b in spans]).tolist()]
-        cols.pop("char_len", None)
-        flat = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        which_ = np.asarray(which, np.int64)
+        counts = offsets[which_ + 1] - offsets[which_]
+        picked = rows[ranges(offsets[which_], counts)]
+        columns, lengths = self.columns.gather(picked, self.lengths[picked]), self.lengths[picked]
+        doc_ids = [self.doc_ids[i] for i in picked.tolist()]
         if not self.cfg.data.pack:
-            return flat
-        documents = self.cfg.data.pack_attention == "within"
-        out, at = [], 0
-        for a, b in spans:
-            out.append(join_rows(flat[at:at + b - a], documents))
-            at += b - a
-        return out
+            return [row | {"doc_id": d} for row, d in zip(_split(columns, lengths), doc_ids)]
+        packed, lengths = join_packs(columns, lengths, counts, self.cfg.data.pack_attention == "within")
+        at = np.cumsum(counts) - counts
+        return [row | {"doc_ids": doc_ids[a:a + c]} for row, a, c in
+                zip(_split(packed, lengths), at.tolist(), counts.tolist())]
+
+
+def _split(columns: dict[str, np.ndarray], lengths: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Columns end to end → one dict per row of ``lengths`` tokens (views, no copies)."""
+    cuts = np.cumsum(lengths)[:-1]
+    parts = {k: np.split(v, cuts) for k, v in columns.items()}
+    return [dict(zip(parts, row)) for row in zip(*parts.values())]
 
 
 def describe_row(row: dict[str, Any], masked: list[bool] | None, vocabs: Vocabs, limit: int = 40) -> str:
@@ -314,6 +357,7 @@ def describe_row(row: dict[str, Any], masked: list[bool] | None, vocabs: Vocabs,
     masked for the word view (whose tokens are words). ``masked``: the collator's choice for this row."""
     from zhbert.data.encode import describe
 
+    row = {k: np.asarray(row[k]).tolist() for k in TOKEN_COLUMNS if k in row}  # ids as ints, as the tokenizer takes
     if "pinyin_ids" in row:
         return describe((row["input_ids"], row["word_ids"], row["pinyin_ids"]), vocabs.char, vocabs.pinyin,
                         masked, limit)

@@ -13,6 +13,7 @@ so a run resumed from step k computes the same losses after k as one that was ne
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -33,11 +34,12 @@ from zhbert.data.files import write_json
 from zhbert.data.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
 from zhbert.device import to_device
 from zhbert.export import save_export
-from zhbert.model import ModelOutput, ZhBertForPretraining, masked_positions
+from zhbert.model import ModelOutput, ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, Vocabs, check_inputs, describe_row
+from zhbert.train.loader import step_inputs, train_batches
 from zhbert.train.metrics import MetricsLog, read_metrics
 
 PROTOCOL = "zhbert.pretrain/2"
@@ -162,49 +164,51 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     unigram = torch.from_numpy(data.unigram_log_probs(len(vocabs.tokens))).to(engine.device)
     bar = tqdm(total=cfg.steps, initial=start, disable=not lead, unit="step", dynamic_ncols=True, file=sys.stdout)
     interval = Interval(engine.device)
-    for step in range(start, cfg.steps):
-        t0 = time.perf_counter()
-        torch.manual_seed(step_seed(cfg.seed, step, rank))  # dropout: a function of the step, like the data
-        engine.train()
-        for micro in range(accumulation):
-            batch = on_device(collator(data.rows(step, micro), step, rank, micro), engine.device)
-            step_out = engine(**{k: v for k, v in batch.items() if k != "maskable"})
-            engine.backward(step_out.loss)
-            engine.step()
-            interval.add(step_out, batch, token_chars)
-        interval.seconds += time.perf_counter() - t0
-        done = step + 1
-        last = done == cfg.steps
-        if done % cfg.log_every == 0 or last:
-            total, seconds = interval.reduce(ds.all_reduce_sum), interval.seconds
-            counters["sequences"] = done * cfg.batch_size
-            for counter, key in (("tokens", "tokens"), ("positions", "positions"), ("chars", "chars"),
-                                 ("masked_tokens", "masked"), ("maskable_tokens", "maskable")):
-                counters[counter] += int(total[key])
-            counters["train_seconds"] += seconds
-            record = {"loss": total["loss"] / total["micro"], "mlm_loss": total["mlm_nats"] / total["masked"],
-                      "bits_per_char": total["mlm_nats"] / math.log(2) / total["masked_chars"],
-                      **({"pair_loss": total["pair_loss"] / total["micro"]} if cfg.masking.pairs != "none" else {}),
-                      "mask_rate": total["masked"] / total["maskable"], "lr": engine.get_lr()[0],
-                      "tokens_per_s": total["tokens"] / seconds,
-                      "real_token_fraction": total["tokens"] / total["positions"],
-                      **{k: counters[k] for k in ("sequences", "tokens", "chars")}}
-            log.write("train", done, **record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
-            interval = Interval(engine.device)
-        if done % cfg.eval_every == 0 or last:
-            result = evaluate(engine, data, collator, token_chars, unigram, ds.all_reduce_sum, eval_units)
-            log.write("eval", done, **result, chars=counters["chars"])
-            if lead:
-                bar.write(f"step {done}: held-out (whole words masked) MLM loss {result['mlm_loss']:.4f}, accuracy "
-                          f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char (unigram "
-                          f"{result['unigram_accuracy']:.3f}, {result['unigram_bits_per_char']:.3f})"
-                          + (f"; single chars masked: {result['char_bits_per_char']:.3f} bits/char"
-                             if "char" in eval_units else ""))
-        if done % cfg.save_every == 0 or last:
-            ds.save_checkpoint(engine, checkpoints, done, {"step": done, "counters": counters, "data": data_hashes},
-                               cfg.keep_checkpoints)
-        bar.update(1)
+    batches = train_batches(data, collator, start, cfg.steps, accumulation, engine.device)
+    with contextlib.closing(batches):  # the data workers stop here, on an error as at the end
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            torch.manual_seed(step_seed(cfg.seed, step, rank))  # dropout: a function of the step, like the data
+            engine.train()
+            for _ in range(accumulation):
+                batch = to_device(next(batches), engine.device)
+                step_out = engine(**{k: v for k, v in batch.items() if k != "maskable"})
+                engine.backward(step_out.loss)
+                engine.step()
+                interval.add(step_out, batch, token_chars)
+            interval.seconds += time.perf_counter() - t0
+            done = step + 1
+            last = done == cfg.steps
+            if done % cfg.log_every == 0 or last:
+                total, seconds = interval.reduce(ds.all_reduce_sum), interval.seconds
+                counters["sequences"] = done * cfg.batch_size
+                for counter, key in (("tokens", "tokens"), ("positions", "positions"), ("chars", "chars"),
+                                     ("masked_tokens", "masked"), ("maskable_tokens", "maskable")):
+                    counters[counter] += int(total[key])
+                counters["train_seconds"] += seconds
+                record = {"loss": total["loss"] / total["micro"], "mlm_loss": total["mlm_nats"] / total["masked"],
+                          "bits_per_char": total["mlm_nats"] / math.log(2) / total["masked_chars"],
+                          **({"pair_loss": total["pair_loss"] / total["micro"]} if cfg.masking.pairs != "none" else {}),
+                          "mask_rate": total["masked"] / total["maskable"], "lr": engine.get_lr()[0],
+                          "tokens_per_s": total["tokens"] / seconds,
+                          "real_token_fraction": total["tokens"] / total["positions"],
+                          **{k: counters[k] for k in ("sequences", "tokens", "chars")}}
+                log.write("train", done, **record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+                interval = Interval(engine.device)
+            if done % cfg.eval_every == 0 or last:
+                result = evaluate(engine, data, collator, token_chars, unigram, ds.all_reduce_sum, eval_units)
+                log.write("eval", done, **result, chars=counters["chars"])
+                if lead:
+                    bar.write(f"step {done}: held-out (whole words masked) MLM loss {result['mlm_loss']:.4f}, accuracy "
+                              f"{result['accuracy']:.3f}, {result['bits_per_char']:.3f} bits/char (unigram "
+                              f"{result['unigram_accuracy']:.3f}, {result['unigram_bits_per_char']:.3f})"
+                              + (f"; single chars masked: {result['char_bits_per_char']:.3f} bits/char"
+                                 if "char" in eval_units else ""))
+            if done % cfg.save_every == 0 or last:
+                ds.save_checkpoint(engine, checkpoints, done, {"step": done, "counters": counters, "data": data_hashes},
+                                   cfg.keep_checkpoints)
+            bar.update(1)
     bar.close()
 
     fingerprints = ds.all_gather_object(ds.fingerprint(engine))
@@ -300,11 +304,8 @@ def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPret
 
 
 def on_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
-    """A collator batch as a step uses it, on ``device``: with ``mlm_positions``, found while the labels are still
-    on the CPU so that the model never waits for the device to learn how many tokens are masked; without
-    ``masked``, which the labels tell as well."""
-    ready = {k: v for k, v in batch.items() if k != "masked"}
-    return to_device(ready | {"mlm_positions": masked_positions(batch["labels"])}, device)
+    """A collator batch as a step uses it (`step_inputs`), on ``device``."""
+    return to_device(step_inputs(batch), device)
 
 
 class Interval:
