@@ -248,10 +248,8 @@ class PretrainData:
             raise ValueError(f"{cfg.data.shards}: no training sequences left after holding out "
                              f"{cfg.data.eval_percent}% of documents")
         # a word-view row is packed by its char-view twin's length, so both views group the same rows
-        lengths_of = "char_len" if "char_len" in table.column_names else "input_ids"
-        lengths = (pc.list_value_length(table.column("input_ids")) if lengths_of == "input_ids"
-                   else table.column("char_len")).to_numpy()
         self.lengths = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
+        lengths = table.column("char_len").to_numpy() if "char_len" in table.column_names else self.lengths
         self.columns = ShardColumns(table.table, [k for k in TOKEN_COLUMNS if k in table.column_names])
         pack_len = cfg.data.pack_len or cfg.model.max_position
         self.train = self._packs(train_rows, lengths, pack_len, np.random.default_rng([cfg.seed, 1]))
