@@ -13,37 +13,20 @@ per second; "real" is the share of computed positions that hold real tokens over
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from zhbert.config import override
+from launch import ROOT, demo_data, launch_pretrain
 
-ROOT = Path(__file__).parent.parent
 SETTINGS = {"unpacked (reference)": {"data.pack": False},
             "packed, attention across rows": {"data.pack": True, "data.pack_attention": "across"},
             "packed, attention within each row": {"data.pack": True, "data.pack_attention": "within"}}
 
 
 def run(config: Path, settings: dict, out: Path, args: argparse.Namespace) -> dict:
-    env = os.environ | {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".venv" / "torch_extensions"))
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))  # as `zhbert compare` launches
-    work = Path(args.data)
     overrides = {"output": str(out), "steps": args.steps, "log_every": 10, "eval_every": args.steps,
-                 "save_every": args.steps, "tensorboard": False, "data.eval_sequences": 32,
-                 "data.vocab": str(work / "vocab"), "data.glyphs": str(work / "glyphs"),
-                 "data.shards": str(work / ("shards-word" if "word" in config.name else "shards"))} | settings
-    cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", "29650",
-           "--module", "zhbert", "pretrain", "--config", str(config),
-           *(f"--{override(k, v)}" for k, v in overrides.items())]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(done.stdout[-3000:] + done.stderr[-3000:])
-    return json.loads((out / "export" / "training.json").read_text())
+                 "save_every": args.steps, "tensorboard": False, "data.eval_sequences": 32}
+    return launch_pretrain(config, overrides | demo_data(args.data, config) | settings, port=29650)
 
 
 def main() -> None:

@@ -12,35 +12,18 @@ is exact and machine-independent; tokens/s on a 2-core CPU says nothing about GP
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from zhbert.config import override
-
-ROOT = Path(__file__).parent.parent
+from launch import ROOT, demo_data, launch_pretrain
 
 
 def run(config: Path, stage: int, out: Path, args: argparse.Namespace) -> dict:
-    env = os.environ | {"DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "OMP_NUM_THREADS": "1"}
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".venv" / "torch_extensions"))
-    work = Path(args.data)
     overrides = {"output": str(out), "steps": args.steps, "micro_batch": args.micro_batch,
                  "batch_size": args.micro_batch * 2, "log_every": 1, "eval_every": args.steps,
                  "save_every": args.steps, "engine.zero_stage": stage, "tensorboard": False,
-                 "data.eval_sequences": args.micro_batch * 2,
-                 "data.vocab": str(work / "vocab"), "data.glyphs": str(work / "glyphs"),
-                 "data.shards": str(work / ("shards-word" if "word" in config.name else "shards"))}
-    cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(29600 + stage),
-           "--module", "zhbert", "pretrain", "--config", str(config),
-           *(f"--{override(k, v)}" for k, v in overrides.items())]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(done.stdout[-3000:] + done.stderr[-3000:])
-    return json.loads((out / "export" / "training.json").read_text())
+                 "data.eval_sequences": args.micro_batch * 2}
+    return launch_pretrain(config, overrides | demo_data(args.data, config), port=29600 + stage)
 
 
 def main() -> None:

@@ -254,7 +254,7 @@ def test_unit_selection_matches_the_reference_loop():
     rng = np.random.default_rng(0)
     for _ in range(200):
         B, T = 8, int(rng.integers(1, 60))
-        word_ids = np.cumsum(rng.random((B, T)) < 0.6, axis=1)  # runs of tokens share a word id
+        word_ids = np.maximum(np.cumsum(rng.random((B, T)) < 0.6, axis=1) - 1, 0)  # runs share a word id < T
         unit = np.where(rng.random((B, T)) < 0.9, word_ids, -1)
         unit[rng.random(B) < 0.1] = -1
         weight, draw = rng.integers(0, 4, (B, T)), rng.random((B, T))

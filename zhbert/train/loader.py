@@ -82,10 +82,14 @@ def train_batches(data: PretrainData, collator: MaskingCollator, start: int, ste
     Close the generator (``contextlib.closing``) to stop the workers at once, on an error as at the end."""
     cfg = data.cfg.data
     items = StepBatches(data, collator, start, steps, accumulation, packed=cfg.workers > 0)
+    # a generator of its own: the loader draws its workers' base seed when iterated, which happens inside the first
+    # step of the loop, after that step's dropout seed is set; from the global generator, the draw would shift the
+    # dropout of whichever step a run starts at, so a resumed run would not repeat an unbroken one
     batches = iter(DataLoader(items, batch_size=None, collate_fn=_as_is, num_workers=cfg.workers,
                               prefetch_factor=cfg.prefetch if cfg.workers else None,
                               multiprocessing_context="fork" if cfg.workers else None,
-                              pin_memory=torch.device(device).type == "cuda"))
+                              pin_memory=torch.device(device).type == "cuda",
+                              generator=torch.Generator().manual_seed(0)))
     try:
         for item in batches:
             yield item.tensors() if isinstance(item, PackedBatch) else item
