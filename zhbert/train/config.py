@@ -43,9 +43,9 @@ class DataConfig:
     """Processes that read and collate training batches in the background (zhbert.train.loader), forked from each
     rank; 0: on the training thread. Collation is a pure function of (step, micro-batch, rank, seeds), so any
     number gives the same batches and resume stays exact. On a GPU node give each rank 1-2 (the training thread
-    alone collated ~19,000 packed sequences of 128 tokens a second on this 2-core box; a BERT-base step on one
-    H100-class GPU needs about 5,000). The default 0 is measured (docs/benchmarks.md "Collation"): with the
-    demo's two ranks on both cores, 1 and 2 workers collated at 0.59× and 0.47× the training thread's rate."""
+    alone collated 14,000-19,000 packed sequences of 128 tokens a second on this 2-core box; a BERT-base step on
+    one H100-class GPU needs about 5,000). The default 0 is measured (docs/benchmarks.md "Collation"): on the idle
+    box 2 workers gave 1.24× the thread's rate, but with the demo's two ranks on both cores 0.47×."""
     prefetch: int = 2
     """Micro-batches each worker prepares ahead (the DataLoader's ``prefetch_factor``); unused with 0 workers."""
 
