@@ -206,6 +206,16 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def _by_task(runs: Runs, comparisons: list[Comparison]) -> list[str]:
+    """The verdicts as markdown lines, under a heading per task."""
+    lines = []
+    for task in runs.tasks:
+        lines += [f"**{task}** ({runs.split(task)} {runs.metric(task)})", ""]
+        lines += [f"- {c.text}" for c in comparisons if c.task == task]
+        lines.append("")
+    return lines
+
+
 def _markdown(runs: Runs, table: str, comparisons: list[Comparison], gains: list[Comparison],
               fairness: list[str]) -> str:
     seeds = ", ".join(map(str, runs.seeds))
@@ -224,19 +234,11 @@ def _markdown(runs: Runs, table: str, comparisons: list[Comparison], gains: list
              "## Is a difference larger than the seed spread?", "",
              "Each variant against the reference, paired by seed (the same seed gives both the same head "
              "initialisation and batch order); two-sided paired t-test at 95%. "
-             f"{_chance(len(comparisons))}", ""]
-    for task in runs.tasks:
-        parts += [f"**{task}** ({runs.split(task)} {runs.metric(task)})", ""]
-        parts += [f"- {c.text}" for c in comparisons if c.task == task]
-        parts.append("")
+             f"{_chance(len(comparisons))}", "", *_by_task(runs, comparisons)]
     if gains:
         parts += ["## What did pretraining buy?", "",
                   "Each variant against its model fine-tuned untrained (the same weights a pretraining run starts "
-                  f"from), paired by seed, as above. {_chance(len(gains))}", ""]
-        for task in runs.tasks:
-            parts += [f"**{task}** ({runs.split(task)} {runs.metric(task)})", ""]
-            parts += [f"- {c.text}" for c in gains if c.task == task]
-            parts.append("")
+                  f"from), paired by seed, as above. {_chance(len(gains))}", "", *_by_task(runs, gains)]
     parts += ["## Fairness", "", *[f"- {n}" for n in fairness], "", budget_table(runs), "", "## Variants", ""]
     parts += [f"- **{v.name}**: {v.embedding} embedding, {v.masking} masking"
               + (f"; {v.description}" if v.description else "") for v in runs.variants]
