@@ -253,28 +253,19 @@ def build_data(corpus: Path, work: Path, size: Size, env: dict[str, str], log: L
 def bench_models(size: Size) -> dict[str, Any]:
     """name → (model, its ModelConfig); the HF reference of each vocab size, built on the CPU once."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM
+    from model_speed import fusion_tables, hf_twin
 
     from zhbert.config import load
-    from zhbert.model import ModelConfig, ZhBertForPretraining, spell_pinyin
+    from zhbert.model import ModelConfig, ZhBertForPretraining
 
     models: dict[str, Any] = {}
     for kind in ("char", "fusion", "word"):
         cfg = load(ModelConfig, ROOT / "configs" / "model" / f"{size.models}-{kind}.toml")
-        tables = {}
-        if kind == "fusion":  # pixel values do not change the cost; the pinyin spellings are placeholders
-            tables = {"glyphs": torch.zeros(cfg.vocab_size, cfg.num_fonts, cfg.glyph_size, cfg.glyph_size,
-                                            dtype=torch.uint8),
-                      "pinyin_letters": spell_pinyin(["[PAD]", "[UNK]", "[MASK]"]
-                                                     + ["zhuang1"] * (cfg.pinyin_vocab_size - 3))}
         torch.manual_seed(0)
-        models[kind] = (ZhBertForPretraining(cfg, **tables), cfg)
+        models[kind] = (ZhBertForPretraining(cfg, **(fusion_tables(cfg) if kind == "fusion" else {})), cfg)
         hf = f"hf-{cfg.token_vocab_size}"
         if hf not in models:
-            models[hf] = (BertForMaskedLM(BertConfig(
-                vocab_size=cfg.token_vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-                num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-                max_position_embeddings=cfg.max_position, attn_implementation="sdpa")), cfg)
+            models[hf] = (hf_twin(cfg), cfg)
     return models
 
 

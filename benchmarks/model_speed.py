@@ -5,7 +5,7 @@ same size, measured in the same run (MLM with 15 % of tokens masked).
 
 Prints the median and the minimum step time of each model (the minimum is the step least disturbed
 by other processes on a shared machine), the speed-up of zhbert-char over HF (target ≥ 1.2×) and the
-fusion step time over the char step time (target ≤ 1.15×), and the fusion step with glyph features for the
+fusion step time over the char step time (target ≤ 1.10×, issue 12), and the fusion step with glyph features for the
 whole vocab (``fusion_rows = "vocab"``, the static-shape path used on accelerators and under compile) against
 the one with features for the distinct ids of the batch (``"distinct"``, the eager CPU path). Token ids
 follow a Zipf law over the char vocab, as characters in running text do, because the fusion embedding's
@@ -46,6 +46,23 @@ def mlm_batch(ids: torch.Tensor, gen: torch.Generator, vocab: int = VOCAB) -> di
             "pinyin_ids": torch.where(masked, torch.full_like(ids, 2), syllable_of[ids])}
 
 
+def fusion_tables(cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Stand-in glyph and pinyin tables for timing a fusion model: an all-zero glyph table (convolution cost does
+    not depend on pixel values) and one placeholder spelling per syllable."""
+    return {"glyphs": torch.zeros(cfg.vocab_size, cfg.num_fonts, cfg.glyph_size, cfg.glyph_size, dtype=torch.uint8),
+            "pinyin_letters": spell_pinyin(["[PAD]", "[UNK]", "[MASK]", *(["zhuang1"] * (cfg.pinyin_vocab_size - 3))])}
+
+
+def hf_twin(cfg: ModelConfig) -> torch.nn.Module:
+    """transformers' BertForMaskedLM (sdpa attention) of the shape of ``cfg``, over its token vocab."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    return BertForMaskedLM(BertConfig(vocab_size=cfg.token_vocab_size, hidden_size=cfg.hidden_size,
+                                      num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                                      intermediate_size=cfg.intermediate_size,
+                                      max_position_embeddings=cfg.max_position, attn_implementation="sdpa"))
+
+
 def time_steps(steps: dict[str, Callable[[], None]], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
     """Seconds per step of each model, ``rounds`` times. The models are interleaved round by round, each round
     starting one model later, so that load from other processes on a shared machine and any effect
@@ -76,8 +93,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     args = ap.parse_args()
-    from transformers import BertConfig, BertForMaskedLM
-
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     shape = (args.batch, args.seq)
@@ -88,14 +103,11 @@ def main() -> None:
                       intermediate_size=4 * args.hidden, max_position=512, pinyin_vocab_size=PINYIN_VOCAB)
     char = ZhBertForPretraining(cfg).train()
     fusion_cfg = ModelConfig(**{**cfg.__dict__, "embedding": "fusion", "fusion_rows": "distinct"})
-    glyphs = torch.zeros(VOCAB, fusion_cfg.num_fonts, fusion_cfg.glyph_size, fusion_cfg.glyph_size, dtype=torch.uint8)
-    pinyin = spell_pinyin(["[PAD]", "[UNK]", "[MASK]", *(["zhuang1"] * (PINYIN_VOCAB - 3))])
-    fusion = ZhBertForPretraining(fusion_cfg, glyphs=glyphs, pinyin_letters=pinyin).train()
+    tables = fusion_tables(fusion_cfg)
+    fusion = ZhBertForPretraining(fusion_cfg, **tables).train()
     vocab_cfg = ModelConfig(**{**fusion_cfg.__dict__, "fusion_rows": "vocab"})
-    whole_vocab = ZhBertForPretraining(vocab_cfg, glyphs=glyphs, pinyin_letters=pinyin).train()
-    hf = BertForMaskedLM(BertConfig(vocab_size=VOCAB, hidden_size=args.hidden, num_hidden_layers=args.layers,
-                                    num_attention_heads=heads, intermediate_size=4 * args.hidden,
-                                    attn_implementation="sdpa")).train()
+    whole_vocab = ZhBertForPretraining(vocab_cfg, **tables).train()
+    hf = hf_twin(cfg).train()
     char_batch = {k: v for k, v in batch.items() if k != "pinyin_ids"}
     times = time_steps({"hf": train_step(hf, char_batch), "char": train_step(char, char_batch),
                         "fusion": train_step(fusion, batch), "uniform": train_step(fusion, uniform),
@@ -114,7 +126,7 @@ def main() -> None:
     for stat, f in (("median", statistics.median), ("min", min)):
         t = {k: f(v) for k, v in times.items()}
         print(f"[{stat}] char speed-up over HF: {t['hf'] / t['char']:.2f}x (target >= 1.2); "
-              f"fusion / char step time: {t['fusion'] / t['char']:.2f}x (target <= 1.15), "
+              f"fusion / char step time: {t['fusion'] / t['char']:.2f}x (target <= 1.10), "
               f"uniform ids {t['uniform'] / t['char']:.2f}x; whole-vocab / distinct-id glyphs: "
               f"{t['vocab'] / t['fusion']:.2f}x (vocab / char {t['vocab'] / t['char']:.2f}x)")
 
