@@ -7,6 +7,7 @@ Config overrides are written like the TOML keys they change: `--normalize.t2s=tr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -110,6 +111,10 @@ def cmd_pretrain(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.train.pretrain import pretrain
 
     pretrain(load(PretrainConfig, args.config, _split_overrides(rest)), resume=args.resume)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one rank of a launch: end it past interpreter shutdown
+        from zhbert.train.engine import end_rank
+
+        end_rank()
 
 
 def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
