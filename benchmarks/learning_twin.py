@@ -18,8 +18,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from model_speed import hf_twin
+
 from zhbert.config import load
 from zhbert.data.masking import MaskingCollator
 from zhbert.train.config import PretrainConfig
