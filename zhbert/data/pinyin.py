@@ -115,7 +115,13 @@ class Readings:
     def in_phrase(self, word: str) -> bool:
         """Whether some piece of ``word`` (two characters or more) is a phrase of the dictionary."""
         phrases, n = self._phrases, len(word)
+        if n < 3:  # most words: one lookup, or none
+            return n == 2 and word in phrases
         return any(word[i:j] in phrases for i in range(n - 1) for j in range(i + 2, n + 1))
+
+    def alone(self, word: str) -> list[str]:
+        """Each character read by itself: what a word reads when no piece of it is a phrase (`in_phrase`)."""
+        return [self._char(c) for c in word]
 
     def __call__(self, word: str) -> list[str]:
         if len(word) == 1:
@@ -124,7 +130,7 @@ class Readings:
         if whole is not None:
             return whole
         if not self.in_phrase(word):  # no piece pypinyin's segmenter could cut is a dictionary phrase
-            return [self._char(c) for c in word]
+            return self.alone(word)
         from pypinyin.seg.simpleseg import seg  # pypinyin's own split into dictionary phrases
 
         out: list[str] = []
@@ -215,14 +221,12 @@ class ContextReader:
         """Syllables of ``word`` as `Readings` gives them, or the table's; and which characters are left open for
         the context model: the polyphonic ones of a word of plain hanzi (one token per character) that neither the
         table nor a dictionary phrase settles."""
-        out, no = self._readings(word), [False] * len(word)
-        if self._readings.in_phrase(word):  # a dictionary phrase (了解, 头发, 为什么) beats what the teacher said
-            return out, no
-        fixed = self.table.get(word)
+        fixed, no = self.table.get(word), [False] * len(word)
+        if (fixed is None and self._polyphonic.isdisjoint(word)) or self._readings.in_phrase(word):
+            return self._readings(word), no  # a dictionary phrase (了解, 头发, 为什么) beats what the teacher said
         if fixed is not None:
             return fixed, no
-        open_ = [c in self._polyphonic for c in word]
-        return (out, open_) if any(open_) and BASIC_HANZI.fullmatch(word) else (out, no)
+        return self._readings.alone(word), [c in self._polyphonic for c in word] if BASIC_HANZI.fullmatch(word) else no
 
     def choose(self, codes: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row in ``chars``, candidate index) of the characters at ``pos`` of a code stream (`context_codes`)."""
