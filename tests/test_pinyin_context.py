@@ -15,6 +15,7 @@ from zhbert.data.prep import PrepConfig, run_prep
 from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.shards import load_shards, merge_ranks
 from zhbert.data.vocab import CharVocab
+from zhbert.data.word_view import build_word_view
 from zhbert.export import Export, TextSettings
 from zhbert.finetune.encode import TaskEncoder
 from zhbert.finetune.tasks import TaskSpec
@@ -118,7 +119,8 @@ def test_export_carries_the_reader_and_fine_tuning_reads_like_prep(tmp_path, rea
     inputs = _prep_inputs(tmp_path)
     run_prep(_config(inputs, tmp_path / "shards", tmp_path / "vocab"))
     settings = TextSettings.of_shards(tmp_path / "shards")
-    assert settings.pinyin == "context"
+    build_word_view(tmp_path / "shards", tmp_path / "vocab", tmp_path / "words", size=200, min_count=1)
+    assert settings.pinyin == TextSettings.of_shards(tmp_path / "words").pinyin == "context"
     folder = tmp_path / "export"
     folder.mkdir()
     settings.save(folder)

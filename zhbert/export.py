@@ -73,7 +73,7 @@ class TextSettings:
             char_view = manifest["char_view"]
             manifest = read_json(Path(char_view["folder"]) / MANIFEST) if "config" not in char_view else char_view
         config = manifest["config"]
-        reader = manifest.get("pinyin_reader", {"reader": "word"})  # absent from manifests written before it
+        reader = manifest.get("pinyin_reader") or {"reader": "word"}  # absent from manifests written before it
         settings = cls(from_dict(NormalizeConfig, config["normalize"]), from_dict(SegmentConfig, config["segment"]),
                        version("pypinyin"), reader["reader"])
         if settings.pinyin == "context":
