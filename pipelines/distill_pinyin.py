@@ -14,11 +14,13 @@ reads everyday words badly (了解 → le5 jie3, 头发 → tou2 fa1, 很重 →
 
 Kept from the labels:
 
-- the word table: words of two characters or more that it read the same way at least 90 % of at least
+- the word table: words of two characters or more read the same way at least 90 % of at least
   2 times, and single characters read the same way at least 99.5 % of at least 50 times; only the entries that
   change what `ContextReader` would say without them are stored;
-- a softmax over each character's readings (g2pM's candidate lists) from features of the positions left
-  open, trained on the teacher's choices; features met fewer than twice are dropped, weights kept as float16.
+- a softmax over each character's readings (g2pM's candidate lists) from the neighbours of the positions left
+  open, trained on those labels; features met fewer than twice are dropped, weights kept as float16.
+
+Two runs give the same file, byte for byte.
 
 No CPP sentence is used: CPP dev measures the result (``benchmarks/pinyin_accuracy.py``). Takes about two
 minutes on one core for the 9 M-character demo corpus.
@@ -250,7 +252,7 @@ def main() -> None:
     words = [seg.cut(s) for s in sentences]
     table = word_table(words, said, readings)
 
-    # training positions: those the reader leaves open, labelled with the teacher's reading
+    # training positions: those the reader leaves open, with their labels (a tagged character only where tagged)
     k_max = max(len(cand[c]) for c in chars)
     candidates = np.array([" ".join(cand[c]) for c in chars])
     valid = np.array([[k < len(cand[c]) for k in range(k_max)] for c in chars])

@@ -88,13 +88,10 @@ class DocumentEncoder:
         self._open = np.zeros(0, dtype=bool)  # per token: read in context (see `entry`)
         self._nchars = np.zeros(0, dtype=np.int64)  # per type: characters of the word
 
-    def word(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(token ids, pinyin ids) of one jieba word read alone; whitespace words have no tokens."""
-        return self.entry(word)[:2]
-
     def entry(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...]]:
-        """`word`, and which tokens the context reader reads from their neighbours (only ever in a word of plain
-        hanzi, where token k is character k)."""
+        """(token ids, pinyin ids, open) of one jieba word; open: the tokens the context reader reads from their
+        neighbours (only ever in a word of plain hanzi, where token k is character k). Whitespace words have no
+        tokens."""
         pinyin_ids = self.pinyin.ids
         if BASIC_HANZI.fullmatch(word):  # the tokenizer makes each such char a token: skip its pipeline
             unk = self.vocab.unk_id
