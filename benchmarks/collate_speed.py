@@ -21,6 +21,7 @@ from launch import ROOT, demo_data
 
 from zhbert.config import load, override
 from zhbert.data.masking import MaskingCollator
+from zhbert.export import TextSettings
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, load_vocabs
 from zhbert.train.loader import train_batches
@@ -29,7 +30,8 @@ from zhbert.train.loader import train_batches
 def measure(cfg: PretrainConfig, batches: int) -> tuple[float, float, float]:
     """(sequences/s, seconds to the first batch, mean real tokens a sequence) over ``batches`` micro-batches."""
     vocabs = load_vocabs(cfg)
-    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens)
+    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens,
+                               TextSettings.of_shards(cfg.data.shards).context_reader())
     data = PretrainData(cfg, 0, 1)
     t0 = time.perf_counter()
     first, tokens = None, 0

@@ -63,12 +63,13 @@ def per_line_reference(texts: list[str], vocab: CharVocab, pinyin: PinyinVocab) 
     return time.perf_counter() - t
 
 
-def full_pipeline(corpus_file: Path, vocab: str, num_proc: int, shard_chars: int) -> float:
+def full_pipeline(corpus_file: Path, vocab: str, num_proc: int, shard_chars: int, **settings: object) -> float:
+    """Seconds for `run_prep`; ``settings``: more PrepConfig fields (``pinyin="word"``)."""
     prep._ENCODERS.clear()  # every timed run starts with a cold word cache (forked workers would inherit one)
     out = Path(tempfile.mkdtemp(prefix="zhbert-bench-"))
     try:
         cfg = from_dict(PrepConfig, {"inputs": [str(corpus_file)], "output": str(out / "shards"), "vocab": vocab,
-                                     "num_proc": num_proc, "shard_chars": shard_chars})
+                                     "num_proc": num_proc, "shard_chars": shard_chars, **settings})
         t = time.perf_counter()
         run_prep(cfg)
         return time.perf_counter() - t

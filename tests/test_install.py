@@ -44,6 +44,8 @@ def installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def test_the_wheel_holds_every_module(site):
     ours = {p.relative_to(ROOT).as_posix() for p in (ROOT / "zhbert").rglob("*.py")}
     assert ours <= {p.relative_to(site).as_posix() for p in (site / "zhbert").rglob("*.py")}
+    for name in ("pinyin_context.npz", "pinyin_context.LICENSE.txt"):  # the pinyin reader prep uses by default
+        assert (site / "zhbert" / "data" / name).read_bytes() == (ROOT / "zhbert" / "data" / name).read_bytes()
 
 
 def test_tasks_glyphs_and_the_demo_config_from_another_folder(site, tmp_path):

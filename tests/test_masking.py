@@ -12,7 +12,7 @@ import torch
 from zhbert.config import ConfigError, from_dict
 from zhbert.data.encode import describe
 from zhbert.data.masking import IGNORE, MaskingCollator, MaskingConfig
-from zhbert.data.pinyin import PinyinVocab, Readings
+from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings
 from zhbert.data.prep import PrepConfig, run_prep
 from zhbert.data.shards import load_shards
 from zhbert.data.text import is_hanzi
@@ -40,8 +40,10 @@ def data(small_corpus, vocab_dir, tmp_path_factory) -> dict:
             "vocab_dir": vocab, "vocab": CharVocab.load(vocab), "pinyin": PinyinVocab.load(vocab)}
 
 
-def collator(data: dict, **cfg) -> MaskingCollator:
-    return MaskingCollator(from_dict(MaskingConfig, cfg), data["vocab"], data["pinyin"])
+def collator(data: dict, context: bool = True, **cfg) -> MaskingCollator:
+    """``context``: the shards' pinyin came from the context reader (prep's default, as for ``data``)."""
+    return MaskingCollator(from_dict(MaskingConfig, cfg), data["vocab"], data["pinyin"],
+                           context=ContextReader.load() if context else None)
 
 
 def pad(rows: list[dict], key: str, value: int) -> np.ndarray:
@@ -122,12 +124,13 @@ def test_masked_rate_specials_padding_and_whole_words(data):
 def test_visible_pinyin_never_tells_a_hidden_neighbour(data):
     """Char masking hides one character of 银行 银行: where 银 is hidden, the visible 行 of that word shows its
     context-free reading xing2, not hang2 (its reading in 银行, which would tell the model that the hidden
-    character forms a 行-word with it); the other 银行, with nothing hidden, keeps hang2."""
+    character forms a 行-word with it); the other 银行, with nothing hidden, keeps hang2 (shards read word by word;
+    the context reader's rule is the next test's)."""
     v, py = data["vocab"], data["pinyin"].ids
     yin, hang = v.tokenizer.token_to_id("银"), v.tokenizer.token_to_id("行")
     row = {"input_ids": [v.cls_id, yin, hang, yin, hang, v.sep_id], "word_ids": [-1, 0, 0, 1, 1, -1],
            "pinyin_ids": [0, py["yin2"], py["hang2"], py["yin2"], py["hang2"], 0]}
-    collate = collator(data, whole_word_prob=0.0, mask_token_prob=1.0, random_token_prob=0.0)
+    collate = collator(data, context=False, whole_word_prob=0.0, mask_token_prob=1.0, random_token_prob=0.0)
     seen = set()
     for step in range(40):
         b = collate([row], step)
@@ -144,12 +147,34 @@ def test_visible_pinyin_never_tells_a_hidden_neighbour(data):
     assert seen == {1, 2, 3, 4}
 
 
+def test_pinyin_read_in_context_never_tells_a_hidden_neighbour(data):
+    """他还钱了 read in context: 还 reads huan2 because 钱 follows. With 钱 hidden, 还 (one token away) and 了 show
+    their context-free readings; 他 (not polyphonic) keeps its reading, and so does everything with 钱 visible."""
+    v, py = data["vocab"], data["pinyin"].ids
+    ids = [v.tokenizer.token_to_id(c) for c in "他还钱了"]
+    row = {"input_ids": [v.cls_id, *ids, v.sep_id], "word_ids": [-1, 0, 1, 2, 3, -1],
+           "pinyin_ids": [0, py["ta1"], py["huan2"], py["qian2"], py["le5"], 0]}
+    collate = collator(data, whole_word_prob=0.0, mask_token_prob=1.0, random_token_prob=0.0)
+    seen = 0
+    for step in range(40):
+        b = collate([row], step)
+        (h,) = b["masked"][0].nonzero().flatten().tolist()
+        pinyin = b["pinyin_ids"][0].tolist()
+        if h == 3:
+            assert pinyin[1:5] == [py["ta1"], py["hai2"], PinyinVocab.MASK, py["le5"]]
+            seen += 1
+        elif h == 1:
+            assert pinyin[2] == py["hai2"] and pinyin[3:5] == [py["qian2"], py["le5"]]
+    assert seen > 0
+
+
 @pytest.mark.parametrize("replace_per", ["word", "token"])
 def test_visible_tokens_of_partly_hidden_words_read_alone(data, replace_per):
     """On real rows, with char masking or whole words treated token by token: every visible token of a word that
-    has a hidden token ([MASK] or random) shows its context-free reading; every other visible token its shard
-    reading."""
+    has a hidden token ([MASK] or random), and every visible polyphonic character (or [UNK]) within two tokens of
+    one, shows its context-free reading; every other visible token its shard reading."""
     v, readings, pinyin = data["vocab"], Readings(), data["pinyin"]
+    polyphonic = {chr(c) for c in ContextReader.load().chars.tolist()}
     exposed_tokens = 0
     for rows, b, original, word_ids in batches(data, "char", collator(data, whole_word_prob=0.5,
                                                                       replace_per=replace_per), n=20):
@@ -158,9 +183,11 @@ def test_visible_tokens_of_partly_hidden_words_read_alone(data, replace_per):
         hidden = masked & (ids != original)
         for i in range(len(rows)):
             hidden_words = set(word_ids[i][hidden[i]].tolist())
+            near = {t + d for t in np.flatnonzero(hidden[i]).tolist() for d in (-2, -1, 1, 2)}
             for t in np.flatnonzero(~hidden[i] & (word_ids[i] >= 0)):
-                if word_ids[i][t] in hidden_words and orig_py[i, t] != PinyinVocab.PAD:
-                    tok = v.tokens[original[i, t]]
+                tok = v.tokens[original[i, t]]
+                reads_near = t in near and (tok in polyphonic or original[i, t] == v.unk_id)
+                if (word_ids[i][t] in hidden_words or reads_near) and orig_py[i, t] != PinyinVocab.PAD:
                     alone = pinyin.ids.get(readings(tok)[0], PinyinVocab.UNK) if is_hanzi(tok) else PinyinVocab.UNK
                     assert pys[i, t] == alone
                     exposed_tokens += 1
@@ -171,10 +198,11 @@ def test_visible_tokens_of_partly_hidden_words_read_alone(data, replace_per):
 
 def test_80_10_10_and_pinyin_of_each_treatment(data):
     """[MASK] gets pinyin [MASK]; a random replacement is a single character with its own reading;
-    an unchanged token keeps its pinyin. Shares within 2 points of 80/10/10 over ~25k masked tokens."""
+    an unchanged token keeps its pinyin. Shares within 2 points of 80/10/10 over ~25k masked tokens. (Pinyin read
+    word by word, so that whole-word masking leaves every visible token's pinyin as it was.)"""
     v, pinyin, readings = data["vocab"], data["pinyin"], Readings()
     tokens = v.tokens
-    collate = collator(data)
+    collate = collator(data, context=False)
     counts = {"mask": 0, "random": 0, "same": 0}
     for rows, b, original, _ in batches(data, "char", collate):
         masked, ids, pys = b["masked"].numpy(), b["input_ids"].numpy(), b["pinyin_ids"].numpy()

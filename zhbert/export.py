@@ -6,7 +6,8 @@
     word_vocab.txt                   the word vocab (word-level models: char vocab first, then words)
     glyphs.json                      the glyph table's sidecar: fonts, coverage, sha256 (fusion models)
     text.json, user-dict-<sha>.txt   how text becomes tokens: the normalisation and segmentation (user dictionaries
-                                     copied, named by content) of the pretraining shards, and the pypinyin version
+                                     copied, named by content) of the pretraining shards, the pypinyin version and
+    pinyin-context-<sha>.npz         the pinyin reader (the context reader's file, copied, when the shards used it)
     training.json                    how it was trained: config, data hashes, final evaluation
 
 Everything here loads without DeepSpeed, jieba or fonts.
@@ -24,8 +25,8 @@ from typing import Any
 
 from zhbert.config import from_dict, to_dict
 from zhbert.data.files import atomic_write, read_json, sha256_file, write_json
+from zhbert.data.pinyin import CONTEXT_FILE, ContextReader, PinyinVocab, Reader
 from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
-from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig
 from zhbert.data.shards import MANIFEST
 from zhbert.data.text import NormalizeConfig
@@ -51,8 +52,17 @@ class TextSettings:
     pypinyin: str = ""
     """The pypinyin version where the model was pretrained (whose dictionaries read the shards' pinyin when prep ran
     there too; prep does not record it); '' when unknown."""
+    pinyin: Reader = "word"
+    """The pinyin reader that read the shards (``PrepConfig.pinyin``); ``word`` where not recorded: what prep used
+    before the context reader existed."""
+    pinyin_context: str = ""
+    """The context reader's file (``pinyin_context.npz``; in an export folder, its own copy) when ``pinyin`` is
+    ``context``."""
     assumed: bool = False
     """True when an export folder had no text.json and the defaults were assumed (see ``load``)."""
+
+    def context_reader(self) -> ContextReader | None:
+        return ContextReader.load(Path(self.pinyin_context)) if self.pinyin == "context" else None
 
     @classmethod
     def of_shards(cls, shards: str | Path) -> TextSettings:
@@ -63,8 +73,15 @@ class TextSettings:
             char_view = manifest["char_view"]
             manifest = read_json(Path(char_view["folder"]) / MANIFEST) if "config" not in char_view else char_view
         config = manifest["config"]
+        reader = manifest.get("pinyin_reader") or {"reader": "word"}  # absent from manifests written before it
         settings = cls(from_dict(NormalizeConfig, config["normalize"]), from_dict(SegmentConfig, config["segment"]),
-                       version("pypinyin"))
+                       version("pypinyin"), reader["reader"])
+        if settings.pinyin == "context":
+            if sha256_file(CONTEXT_FILE) != reader["context_sha256"]:
+                raise ValueError(f"{shards} was read by another pinyin context reader than {CONTEXT_FILE} (sha256 "
+                                 f"{reader['context_sha256'][:12]}…); re-run prep, so that the export carries the "
+                                 "reader its shards were made with")
+            settings.pinyin_context = str(CONTEXT_FILE)
         missing = [d for d in settings.segment.user_dicts if not Path(d).is_file()]
         if missing:
             raise FileNotFoundError(f"{shards} was segmented with user dictionaries that are not there: {missing}; "
@@ -85,9 +102,14 @@ class TextSettings:
             _copy(Path(path), folder / name)
             names.append(name)
             dicts.append({"file": name, "sha256": sha, "source": str(path)})
+        reader: dict[str, str] = {"reader": self.pinyin}
+        if self.pinyin == "context":
+            sha = sha256_file(Path(self.pinyin_context))
+            reader |= {"file": f"pinyin-context-{sha[:16]}.npz", "sha256": sha}
+            _copy(Path(self.pinyin_context), folder / reader["file"])
         write_json(folder / TEXT, {"normalize": to_dict(self.normalize),
                                    "segment": to_dict(replace(self.segment, user_dicts=names)),
-                                   "user_dicts": dicts, "pypinyin": self.pypinyin})
+                                   "user_dicts": dicts, "pypinyin": self.pypinyin, "pinyin": reader})
 
     @classmethod
     def load(cls, folder: Path) -> TextSettings:
@@ -100,12 +122,14 @@ class TextSettings:
                   "and segmentation, which is right only if its shards were prepared with them", file=sys.stderr)
             return cls(assumed=True)
         data = read_json(path)
-        for d in data["user_dicts"]:
+        reader = data.get("pinyin", {"reader": "word"})  # absent from exports written before the context reader
+        for d in data["user_dicts"] + ([reader] if "file" in reader else []):
             if not (folder / d["file"]).is_file() or sha256_file(folder / d["file"]) != d["sha256"]:
                 raise ValueError(f"{folder / d['file']}: missing or changed since export (sha256 {d['sha256'][:12]}…)")
         segment = from_dict(SegmentConfig, data["segment"])
         settings = cls(from_dict(NormalizeConfig, data["normalize"]),
-                       replace(segment, user_dicts=[str(folder / d) for d in segment.user_dicts]), data["pypinyin"])
+                       replace(segment, user_dicts=[str(folder / d) for d in segment.user_dicts]), data["pypinyin"],
+                       reader["reader"], str(folder / reader["file"]) if "file" in reader else "")
         if settings.pypinyin and settings.pypinyin != version("pypinyin"):
             print(f"warning: {folder} was pretrained with pinyin read by pypinyin {settings.pypinyin}, this is "
                   f"{version('pypinyin')}: some readings may differ", file=sys.stderr)

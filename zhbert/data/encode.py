@@ -7,6 +7,9 @@ so no Python code runs per token. Sentences are packed greedily into ``[CLS] …
 most ``max_len`` tokens that never span two documents; a sentence longer than a sequence is cut at
 word boundaries.
 
+Pinyin: each word's readings come with it from the table; with a `ContextReader`, the few characters it leaves
+open (了 / 还 / 行 alone …) are then read from their neighbours in the sentence, for the whole batch at once.
+
 Columns (DESIGN.md "Shards"): ``input_ids``; ``word_ids`` — which word of the sequence each token
 belongs to, numbered from 0, specials -1; ``pinyin_ids`` — 0 where a token is not a hanzi. A hanzi
 missing from the char vocab becomes [UNK] but keeps its own reading: the model still hears it.
@@ -19,7 +22,7 @@ from itertools import chain
 
 import numpy as np
 
-from zhbert.data.pinyin import PinyinVocab, Readings
+from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings, context_codes
 from zhbert.data.segment import Segmenter
 from zhbert.data.tally import Tally
 from zhbert.data.text import BASIC_HANZI, HANZI, is_hanzi, split_sentences
@@ -58,12 +61,20 @@ class Encoded:
 
 
 class DocumentEncoder:
-    def __init__(self, vocab: CharVocab, pinyin: PinyinVocab, segmenter: Segmenter, pack: PackConfig):
+    """``context``: the reader of heteronyms in context; None reads each word alone (`Readings`)."""
+
+    def __init__(self, vocab: CharVocab, pinyin: PinyinVocab, segmenter: Segmenter, pack: PackConfig,
+                 context: ContextReader | None = None):
         if pack.max_len < 8:
             raise ValueError(f"pack.max_len={pack.max_len} is too small (at least 8)")
         self.vocab, self.pinyin, self.segmenter = vocab, pinyin, segmenter
         self.limit = pack.max_len - 2
         self.readings = Readings()
+        self.context = context
+        if context is not None:  # (C, K) pinyin id of each candidate reading of each character the model reads
+            self._candidate_ids = np.array([[pinyin.ids.get(r, PinyinVocab.UNK) for r in c]
+                                            + [PinyinVocab.UNK] * (context.weights.shape[1] - len(c))
+                                            for c in context.candidates], dtype=np.int16)
         self._token_ids = vocab.tokenizer.get_vocab()
         self._reset_types()
 
@@ -74,19 +85,31 @@ class DocumentEncoder:
         self._len = np.zeros(0, dtype=np.int64)
         self._tok = np.zeros(0, dtype=np.int32)
         self._py = np.zeros(0, dtype=np.int16)
+        self._open = np.zeros(0, dtype=bool)  # per token: read in context (see `entry`)
+        self._nchars = np.zeros(0, dtype=np.int64)  # per type: characters of the word
 
-    def word(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(token ids, pinyin ids) of one jieba word; whitespace words have no tokens."""
+    def entry(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...]]:
+        """(token ids, pinyin ids, open) of one jieba word; open: the tokens the context reader reads from their
+        neighbours (only ever in a word of plain hanzi, where token k is character k). Whitespace words have no
+        tokens."""
         pinyin_ids = self.pinyin.ids
         if BASIC_HANZI.fullmatch(word):  # the tokenizer makes each such char a token: skip its pipeline
             unk = self.vocab.unk_id
+            readings, open_ = self.context.word(word) if self.context else (self.readings(word), [False] * len(word))
             return (tuple(self._token_ids.get(c, unk) for c in word),
-                    tuple(pinyin_ids.get(r, PinyinVocab.UNK) for r in self.readings(word)))
+                    tuple(pinyin_ids.get(r, PinyinVocab.UNK) for r in readings), tuple(open_))
         enc = self.vocab.tokenizer.encode(word, add_special_tokens=False)
-        readings = self.readings(word) if HANZI.search(word) else None
+        readings = (self.context.word(word)[0] if self.context else self.readings(word)) if HANZI.search(word) else None
         return tuple(enc.ids), tuple(pinyin_ids.get(readings[start], PinyinVocab.UNK)
                                      if readings and end - start == 1 and is_hanzi(word[start]) else PinyinVocab.PAD
-                                     for start, end in enc.offsets)
+                                     for start, end in enc.offsets), (False,) * len(enc.ids)
+
+    def in_context(self, pys: np.ndarray, open_: np.ndarray, text: str, chars: np.ndarray) -> None:
+        """Set ``pys`` at the ``open_`` token positions from the context reader; ``chars``: where each of those
+        tokens is in ``text``, a stream of sentences joined by \\x00 (`context_codes`)."""
+        if self.context is not None and len(open_):
+            rows, pick = self.context.choose(context_codes(text), chars)
+            pys[open_] = self._candidate_ids[rows, pick]
 
     def _types(self, words: list[str]) -> np.ndarray:
         """Word-type id of every word; new words are worked out once and added to the table."""
@@ -95,24 +118,28 @@ class DocumentEncoder:
         idx = list(map(self._type.get, words))
         if None in idx:
             new = list(dict.fromkeys(w for w, t in zip(words, idx) if t is None))
-            entries = [self.word(w) for w in new]
-            lens = np.array([len(ids) for ids, _ in entries], dtype=np.int64)
+            entries = [self.entry(w) for w in new]
+            lens = np.array([len(e[0]) for e in entries], dtype=np.int64)
             self._type.update(zip(new, range(len(self._len), len(self._len) + len(new))))
             self._start = np.concatenate([self._start, len(self._tok) + np.cumsum(lens) - lens])
             self._len = np.concatenate([self._len, lens])
             self._tok = np.concatenate([self._tok, np.fromiter(chain.from_iterable(e[0] for e in entries), np.int32)])
             self._py = np.concatenate([self._py, np.fromiter(chain.from_iterable(e[1] for e in entries), np.int16)])
+            self._open = np.concatenate([self._open, np.fromiter(chain.from_iterable(e[2] for e in entries), bool)])
+            self._nchars = np.concatenate([self._nchars, np.fromiter(map(len, new), np.int64, len(new))])
             idx = list(map(self._type.get, words))
         return np.array(idx, dtype=np.int64)
 
     def encode(self, texts: list[str], tally: Tally) -> Encoded:
         words: list[str] = []
+        sentences: list[str] = []
         sent_words: list[int] = []  # words per sentence
         sent_doc: list[int] = []  # document of each sentence
         for d, text in enumerate(texts):
             for sent in split_sentences(text):
                 cut = self.segmenter.cut(sent)
                 words += cut
+                sentences.append(sent)
                 sent_words.append(len(cut))
                 sent_doc.append(d)
         tally.add("sentences", len(sent_words))
@@ -121,12 +148,17 @@ class DocumentEncoder:
         types = self._types(words)
         lens = self._len[types]
         sent_of_word = np.repeat(np.arange(len(sent_words)), sent_words)
+        nchars = self._nchars[types]
+        char_start = np.cumsum(nchars) - nchars + sent_of_word  # in the sentences joined by \x00
         keep = lens > 0  # whitespace words have no tokens
-        types, lens, sent_of_word = types[keep], lens[keep], sent_of_word[keep]
+        types, lens, sent_of_word, char_start = types[keep], lens[keep], sent_of_word[keep], char_start[keep]
         word_start = np.cumsum(lens) - lens
         src = np.repeat(self._start[types] - word_start, lens) + np.arange(lens.sum())
         ids, pys = self._tok[src], self._py[src]  # (tokens,)
         word_of = np.repeat(np.arange(len(types)), lens)  # word index (in the batch) of each token
+        open_ = np.flatnonzero(self._open[src])
+        w = word_of[open_]
+        self.in_context(pys, open_, "\x00".join(sentences), char_start[w] + open_ - word_start[w])
         sent_len = np.bincount(sent_of_word, weights=lens, minlength=len(sent_words)).astype(np.int64)
         sent_start = np.cumsum(sent_len) - sent_len
 

@@ -10,8 +10,11 @@ share (only a row whose every unit is larger than its budget takes one unit and 
 Each selected unit (``replace_per = "word"``) or token (``"token"``) becomes [MASK] (80 %), a random
 character with its own pinyin (10 %) or stays as it is (10 %). A visible token of a word that has a hidden
 one ([MASK] or random) shows its context-free pinyin, not the reading of its word: with 银 hidden, 行 reads
-xing2, not hang2, so no visible pinyin tells what the hidden character was. The batch for step ``s``
-depends only on the rows, ``seed``, ``s`` and an optional stream (e.g. rank and micro-batch), so a resumed
+xing2, not hang2, so no visible pinyin tells what the hidden character was. Shards read by the context reader
+(`ContextReader`: a character's reading may hang on its neighbours up to two tokens away) also show the
+context-free reading for a visible character that reader reads (one of its polyphonic characters, or [UNK])
+within two tokens of a hidden one: with 钱 hidden in 他还钱了, 还 shows its context-free reading. The batch for
+step ``s`` depends only on the rows, ``seed``, ``s`` and an optional stream (e.g. rank and micro-batch), so a resumed
 run re-creates the masks it would have drawn.
 
 Held-out rows are masked by `MaskingCollator.held_out`, one fixed rule for every run whatever its training
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 
 from zhbert.config import ConfigError
-from zhbert.data.pinyin import PinyinVocab, Readings
+from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings
 from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
 
@@ -100,9 +103,10 @@ class MaskingCollator:
     """
 
     def __init__(self, cfg: MaskingConfig, vocab: CharVocab, pinyin: PinyinVocab,
-                 tokens_of_view: list[str] | None = None) -> None:
+                 tokens_of_view: list[str] | None = None, context: ContextReader | None = None) -> None:
         """``tokens_of_view``: what the rows' ids mean when it is not the char vocab (the word vocab of the word
-        view); the held-out masking counts characters with it."""
+        view); the held-out masking counts characters with it. ``context``: the reader that read the shards' pinyin
+        in context, if one did (``TextSettings.context_reader``)."""
         self.cfg, self.vocab = cfg, vocab
         self.specials = np.array([vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id, vocab.unk_id])
         tokens = vocab.tokens
@@ -113,6 +117,10 @@ class MaskingCollator:
         for i in self.random_ids:
             if is_hanzi(tokens[i]):
                 self.pinyin_of[i] = pinyin.ids.get(readings(tokens[i])[0], PinyinVocab.UNK)
+        self.near_reads = np.zeros(len(tokens), bool)  # char id → its shard reading may hang on its neighbours
+        if context is not None:
+            polyphonic = {chr(c) for c in context.chars.tolist()}
+            self.near_reads[[i for i, t in enumerate(tokens) if t in polyphonic] + [vocab.unk_id]] = True
         self.sentence_ends = np.array([vocab.tokenizer.token_to_id(t) for t in SENTENCE_ENDS
                                        if vocab.tokenizer.token_to_id(t) is not None], np.int64)
         self.token_chars = token_chars(tokens) if tokens_of_view is None else token_chars(tokens_of_view)
@@ -188,7 +196,7 @@ class MaskingCollator:
                masked: np.ndarray, hidden: np.ndarray) -> dict[str, torch.Tensor]:
         """The tensors of a masked batch; ``hidden``: tokens whose character the input no longer shows. Pinyin:
         [MASK] where the input is [MASK], and the context-free reading for a visible token of a word with a hidden
-        token (see the module docstring); random replacements are the caller's."""
+        token, or read in context near one (see the module docstring); random replacements are the caller's."""
         B, T = ids.shape
         lengths = np.array([len(r["input_ids"]) for r in rows])
         batch = {
@@ -204,7 +212,12 @@ class MaskingCollator:
             row = np.broadcast_to(np.arange(B)[:, None], (B, T))
             word_hidden = np.zeros((B, T + 1), bool)  # (row, word id) → the word has a hidden token
             word_hidden[row[hidden], word_ids[hidden]] = True
-            exposed = ~hidden & (word_ids >= 0) & word_hidden[row, np.maximum(word_ids, 0)]
+            near = np.zeros_like(hidden)  # within two tokens of a hidden one: the context reader's reach
+            for d in (1, 2):
+                near[:, d:] |= hidden[:, :-d]
+                near[:, :-d] |= hidden[:, d:]
+            exposed = ~hidden & (word_ids >= 0) & (word_hidden[row, np.maximum(word_ids, 0)]
+                                                   | (near & self.near_reads[ids]))
             free = np.where(self.pinyin_of[ids] > 0, self.pinyin_of[ids], PinyinVocab.UNK)  # [UNK] hanzi: no reading
             pinyin = np.where(exposed & (pinyin != PinyinVocab.PAD), free, pinyin)
             shows_mask = masked & (out_ids == self.vocab.mask_id)

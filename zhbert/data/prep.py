@@ -30,7 +30,7 @@ from zhbert.data.encode import DocumentEncoder, PackConfig, describe
 from zhbert.data.files import folder_sha256, read_json, sha256_file, sha256_files, write_json
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
 from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
-from zhbert.data.pinyin import PinyinVocab
+from zhbert.data.pinyin import ContextReader, PinyinVocab, Reader, reader_record
 from zhbert.data.readers import (
     SAMPLE_BYTES,
     InputError,
@@ -81,6 +81,10 @@ class PrepConfig:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    pinyin: Reader = "context"
+    """How heteronyms are read: ``context`` (a word table and a small model over the neighbouring characters,
+    distilled from g2pM: 96 % on the CPP benchmark) or ``word`` (pypinyin's dictionaries, each jieba word alone:
+    87.6 %). See zhbert/data/pinyin.py and benchmarks/pinyin_accuracy.py."""
     pack: PackConfig = field(default_factory=PackConfig)
 
 
@@ -164,11 +168,12 @@ def _encoder(cfg: PrepConfig) -> DocumentEncoder:
     or a dictionary edited in place keeps its path); only the latest is kept."""
     vocab = Path(cfg.vocab)
     key = config_hash(sha256_files([vocab / "tokenizer.json", vocab / PINYIN_VOCAB]), cfg.segment,
-                      sha256_files(cfg.segment.user_dicts), cfg.pack)
+                      sha256_files(cfg.segment.user_dicts), cfg.pack, reader_record(cfg.pinyin))
     if key not in _ENCODERS:
         _ENCODERS.clear()
         _ENCODERS[key] = DocumentEncoder(CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab),
-                                         Segmenter(cfg.segment), cfg.pack)
+                                         Segmenter(cfg.segment), cfg.pack,
+                                         ContextReader.load() if cfg.pinyin == "context" else None)
     return _ENCODERS[key]
 
 
@@ -226,7 +231,8 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
     # mistaken for finished work.
     semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output")}
-    run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256,
+    reader = reader_record(cfg.pinyin)
+    run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256, reader,
                            sha256_files(cfg.segment.user_dicts), sha256_files(cfg.filter.exclude))
     key = config_hash(run_hash, clean_stats["key"])
     output = Path(cfg.output)
@@ -278,6 +284,7 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         "world_size": world_size,
         "vocab": {"char_sha256": vocab.sha256, "char_size": len(vocab),
                   "pinyin_sha256": pinyin.sha256, "pinyin_size": len(pinyin)},
+        "pinyin_reader": reader,  # what read the pinyin ids (part of config_hash: the merge refuses a mix)
         "user_dicts_sha256": sha256_files(cfg.segment.user_dicts),  # what segment.user_dicts held when prep ran
         "inputs": clean_stats["inputs"], "refused_files": clean_stats["refused_files"],
         "counts": {k: v for k, v in sorted(counts.items()) if not k.startswith("dropped.")} | {"dropped": dropped},

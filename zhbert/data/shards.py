@@ -100,7 +100,7 @@ def merge_ranks(folder: Path) -> dict[str, Any]:
     if ranks != list(range(world_size)):
         missing = sorted(set(range(world_size)) - set(ranks))
         raise ValueError(f"{folder}: ranks {missing} of {world_size} have not finished")
-    merged = {k: manifests[0][k] for k in ("format", "config_hash", "config", "vocab", "world_size",
+    merged = {k: manifests[0][k] for k in ("format", "config_hash", "config", "vocab", "pinyin_reader", "world_size",
                                            "user_dicts_sha256") if k in manifests[0]}
     merged["keys"] = [m["key"] for m in manifests]
     merged["inputs"] = [i for m in manifests for i in m["inputs"]]

@@ -130,13 +130,16 @@ _SENTENCE_END = re.compile(r"(?:[。！？!?…]+|\.(?=\s))[”’\"'」』）)\
 def split_sentences(text: str) -> list[str]:
     """Split on Chinese and Latin sentence ends; no text is lost (the pieces join back to ``text``
     up to the whitespace around the cuts)."""
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) in ``text`` of each piece `split_sentences` gives (whitespace around the cuts left out)."""
     out, start = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        piece = text[start:m.end()].strip()
-        if piece:
-            out.append(piece)
-        start = m.end()
-    tail = text[start:].strip()
-    if tail:
-        out.append(tail)
+    for end in [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]:
+        piece = text[start:end]
+        if piece.strip():
+            a = start + len(piece) - len(piece.lstrip())
+            out.append((a, a + len(piece.strip())))
+        start = end
     return out

@@ -119,7 +119,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     rank, world = ds.init_distributed()
     lead = rank == 0
     data = PretrainData(cfg, rank, world)
-    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens)
+    collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens, inputs.text.context_reader())
     eval_units: list[EvalUnit] = ["word"] if model_cfg.embedding == "word" else ["word", "char"]
     ds_config = ds.build_ds_config(cfg, world)
     data_hashes = vocabs.hashes | {"shards_config_hash": manifest["config_hash"]}
