@@ -1,7 +1,7 @@
 """Does zhbert's model learn masked-LM as fast per step as transformers' BertForMaskedLM of the same shape?
 
 Both train side by side in one process on the same batches of the demo data (a pretraining config's shards,
-packing and masking), from their own inits with the same AdamW, warmup and linear decay, one micro-batch a step.
+packing and masking), from their own inits with pretraining's own AdamW and schedule, one micro-batch a step.
 Every ``--every`` steps it prints each model's mean MLM loss (nats per masked token) beside the unigram
 reference on the same masked tokens (the training rows' token frequencies: the loss of a model that ignores the
 context). A model at the unigram loss has learned word frequencies and nothing else; an implementation bug in
@@ -25,7 +25,8 @@ from zhbert.data.masking import MaskingCollator
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, check_inputs
 from zhbert.train.loader import step_inputs
-from zhbert.train.pretrain import _build_model
+from zhbert.train.optim import adamw
+from zhbert.train.pretrain import _build_model, lr_lambda
 
 
 def hf_mlm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -48,7 +49,8 @@ def main() -> None:
     torch.set_num_threads(1)
     # one micro-batch a step; packed rows attend across their joins, as the twin (which takes no document ids) does
     cfg = load(PretrainConfig, args.config, [f"micro_batch={load(PretrainConfig, args.config).batch_size}",
-                                             'data.pack_attention="across"'])
+                                             'data.pack_attention="across"', f"steps={args.steps}",
+                                             f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}"])
     if cfg.model.embedding != "char":
         raise SystemExit("the twin is a char-vocab BERT: use a char model config")
     inputs = check_inputs(cfg)
@@ -58,13 +60,13 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     models = {"zhbert": _build_model(inputs.model, inputs.glyphs, inputs.vocabs).train(),
               "transformers": hf_twin(inputs.model).train()}
-    schedule = lambda s: min(1.0, (s + 1) / args.warmup) * max(0.0, 1 - s / args.steps)  # noqa: E731
-    optims = {k: torch.optim.AdamW(m.parameters(), lr=args.lr, weight_decay=cfg.optim.weight_decay)
+    optims = {k: adamw(m.parameters(), cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas)
               for k, m in models.items()}
-    scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, schedule) for k, o in optims.items()}
+    scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(cfg)) for k, o in optims.items()}
     sums = dict.fromkeys([*models, "unigram"], 0.0)
     seconds = dict.fromkeys(models, 0.0)
-    print(f"{args.config}: {cfg.batch_size} sequences a step, lr {args.lr}, warmup {args.warmup}; "
+    print(f"{args.config}: {cfg.batch_size} sequences a step, lr {args.lr}, warmup {args.warmup}, "
+          f"{cfg.optim.schedule} decay; "
           "mean MLM loss in nats per masked token")
     print(f"{'step':>6} {'zhbert':>8} {'transformers':>13} {'unigram':>8}")
     for step in range(args.steps):

@@ -174,6 +174,7 @@ def test_visible_tokens_of_partly_hidden_words_read_alone(data, replace_per):
     has a hidden token ([MASK] or random), and every visible polyphonic character (or [UNK]) within two tokens of
     one, shows its context-free reading; every other visible token its shard reading."""
     v, readings, pinyin = data["vocab"], Readings(), data["pinyin"]
+    tokens = v.tokens  # a property that sorts the vocab: read it once, not per token
     polyphonic = {chr(c) for c in ContextReader.load().chars.tolist()}
     exposed_tokens = 0
     for rows, b, original, word_ids in batches(data, "char", collator(data, whole_word_prob=0.5,
@@ -185,7 +186,7 @@ def test_visible_tokens_of_partly_hidden_words_read_alone(data, replace_per):
             hidden_words = set(word_ids[i][hidden[i]].tolist())
             near = {t + d for t in np.flatnonzero(hidden[i]).tolist() for d in (-2, -1, 1, 2)}
             for t in np.flatnonzero(~hidden[i] & (word_ids[i] >= 0)):
-                tok = v.tokens[original[i, t]]
+                tok = tokens[original[i, t]]
                 reads_near = t in near and (tok in polyphonic or original[i, t] == v.unk_id)
                 if (word_ids[i][t] in hidden_words or reads_near) and orig_py[i, t] != PinyinVocab.PAD:
                     alone = pinyin.ids.get(readings(tok)[0], PinyinVocab.UNK) if is_hanzi(tok) else PinyinVocab.UNK
