@@ -125,6 +125,21 @@ def test_a_second_run_redoes_nothing(compared):
     assert "$ " not in done.stdout  # no pretraining was launched
 
 
+@pytest.mark.slow
+def test_fine_tuning_is_redone_when_the_export_reads_text_differently(compared):
+    """The same weights read through another pinyin reader are another input to a fusion model: its fine-tuning
+    runs again (before, the key held only the weights, and results made with the old reader were kept)."""
+    out, _, cmd = compared
+    text = out / "runs" / "mini" / "fusion" / "pretrain" / "export" / "text.json"
+    settings = json.loads(text.read_text(encoding="utf-8"))
+    assert settings["pinyin"]["reader"] == "context"
+    text.write_text(json.dumps(settings | {"pinyin": {"reader": "word"}}), encoding="utf-8")
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    for task in TASKS:
+        assert f"finetune fusion {task}: up to date" not in done.stdout
+        assert f"finetune char {task}: up to date" in done.stdout
+
+
 @pytest.fixture(scope="module")
 def clue_tasks(tmp_path_factory) -> Path:
     """An AFQMC folder as CLUE distributes it — train/dev/test.json, test without labels, no manifest.json —

@@ -38,6 +38,7 @@ from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load
 from zhbert.data.build import Steps
 from zhbert.data.files import folder_sha256, sha256_file, write_json, write_text
 from zhbert.data.shards import MANIFEST
+from zhbert.export import TEXT
 from zhbert.finetune.run import FinetuneConfig
 from zhbert.finetune.tasks import get_task
 from zhbert.model.model import WEIGHTS_FILE
@@ -151,10 +152,12 @@ def run_compare(cfg: CompareConfig) -> Path:
     task_data = {t: folder_sha256(tasks / t) for t in cfg.tasks}  # the files, whoever wrote them
     jobs = []
     for name, export in exports.items():
-        weights = sha256_file(export / WEIGHTS_FILE)
+        # the weights and how text becomes inputs (normaliser, segmenter, pinyin reader): a new reader with the
+        # same weights (a control's, or a char model's) still changes what a fusion model reads
+        model = sha256_file(export / WEIGHTS_FILE), sha256_file(export / TEXT) if (export / TEXT).exists() else None
         for task in cfg.tasks:
             job = _Job(f"finetune {name} {task}", export, task, tasks / task, runs / name / "finetune" / task,
-                       config_hash(finetune_cfg, weights, specs[task], task_data[task]))
+                       config_hash(finetune_cfg, model, specs[task], task_data[task]))
             if steps.current(job.name, job.key, [job.out / "summary.json"]):
                 print(f"── {job.name}: up to date")
             else:
