@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from zhbert.data.confusion import homophones, look_alikes, readings
+from zhbert.data.confusion import homophones, look_alikes
 from zhbert.data.glyphs import render_glyph_table
+from zhbert.data.pinyin import Readings
 
 
 def test_homophones_by_toned_and_toneless_syllable_every_reading_counted():
     h = homophones("行型形航杭巷恒哼吧")
-    assert readings("行") >= {"xing2", "hang2"}
+    assert Readings().every("行") >= {"xing2", "hang2"}
     same, other = h["行"]
     assert {"型", "形", "航", "杭", "恒"} <= same and "吧" not in same | other  # 恒: 行's heng2
     assert "哼" in other  # heng1: the syllable of 行's heng2, another tone

@@ -18,23 +18,16 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from zhbert.data.pinyin import Readings
 from zhbert.data.text import is_hanzi
-
-
-def readings(char: str) -> set[str]:
-    """Every toned reading of ``char`` in pypinyin's character dictionary, TONE3 (``hang2``); empty if none."""
-    from pypinyin.contrib.tone_convert import to_tone3
-    from pypinyin.pinyin_dict import pinyin_dict
-
-    listed = pinyin_dict.get(ord(char))
-    return {to_tone3(r, neutral_tone_with_five=True) for r in listed.split(",")} if listed else set()
 
 
 def homophones(chars: Iterable[str]) -> dict[str, tuple[set[str], set[str]]]:
     """``char → (same syllable and tone, same syllable with another tone only)``, among ``chars``."""
     chars = list(dict.fromkeys(chars))
     toned, toneless = defaultdict(set), defaultdict(set)
-    read = {c: readings(c) for c in chars}
+    every = Readings().every  # spelled as the pinyin vocab spells them (hang2)
+    read = {c: every(c) for c in chars}
     for c, rs in read.items():
         for r in rs:
             toned[r].add(c)

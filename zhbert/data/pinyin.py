@@ -109,6 +109,11 @@ class Readings:
             hit = self._char_memo[ch] = self._convert(marked.split(",")[0]) if marked else ""
         return hit
 
+    def every(self, ch: str) -> set[str]:
+        """Every reading of ``ch`` in the character dictionary (a heteronym has several); empty if none."""
+        marked = self._chars.get(ord(ch))
+        return {self._convert(r) for r in marked.split(",")} if marked else set()
+
     def _phrase(self, word: str) -> list[str] | None:
         phrase = self._phrases.get(word)
         return [self._convert(p[0]) for p in phrase] if phrase and len(phrase) == len(word) else None
