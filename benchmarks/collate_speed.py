@@ -20,11 +20,11 @@ from pathlib import Path
 from launch import ROOT, demo_data
 
 from zhbert.config import load, override
-from zhbert.data.masking import MaskingCollator
 from zhbert.export import TextSettings
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, load_vocabs
 from zhbert.train.loader import train_batches
+from zhbert.train.masking import MaskingCollator
 
 
 def measure(cfg: PretrainConfig, batches: int) -> tuple[float, float, float]:
@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("--micro-batch", type=int, default=32)
     p.add_argument("--batches", type=int, default=300)
     args = p.parse_args()
-    base = demo_data(args.data, args.config) | {"micro_batch": args.micro_batch, "batch_size": args.micro_batch}
+    base = demo_data(args.data) | {"micro_batch": args.micro_batch, "batch_size": args.micro_batch}
     print(f"{args.config.name}: {args.batches} micro-batches of {args.micro_batch} sequences\n")
     print(f"{'':<22} {'sequences/s':>12} {'vs thread':>10} {'first batch':>12} {'tokens/seq':>11}")
     reference = None

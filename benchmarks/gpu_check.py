@@ -59,6 +59,7 @@ NEEDED = {"torch": "torch", "deepspeed": "deepspeed", "transformers": "transform
 SKIPPABLE = {"bench", "resume", "finetune", "runs", "tests"}
 CUDA_RESUME_TOLERANCE = 0.02
 """Largest relative loss difference after a resume on CUDA that passes (bf16, nondeterministic kernels)."""
+BENCH_VOCAB, BENCH_WORDS = 21128, 30000  # the bench models' tables: BERT's char vocab, and 30,000 words after it
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 """Dense bf16 datasheet peaks (SXM parts), matched against the device name."""
 
@@ -253,14 +254,15 @@ def build_data(corpus: Path, work: Path, size: Size, env: dict[str, str], log: L
 def bench_models(size: Size) -> dict[str, Any]:
     """name → (model, its ModelConfig); the HF reference of each vocab size, built on the CPU once."""
     import torch
-    from model_speed import fusion_tables, hf_twin
+    from model_speed import PINYIN_VOCAB, fusion_tables, hf_twin
 
     from zhbert.config import load
     from zhbert.model import ModelConfig, ZhBertForPretraining
 
     models: dict[str, Any] = {}
     for kind in ("char", "fusion", "word"):
-        cfg = load(ModelConfig, ROOT / "configs" / "model" / f"{size.models}-{kind}.toml")
+        cfg = load(ModelConfig, ROOT / "configs" / "model" / f"{size.models}-{kind}.toml").sized(
+            BENCH_VOCAB, BENCH_VOCAB + BENCH_WORDS, PINYIN_VOCAB)
         torch.manual_seed(0)
         models[kind] = (ZhBertForPretraining(cfg, **(fusion_tables(cfg) if kind == "fusion" else {})), cfg)
         hf = f"hf-{cfg.token_vocab_size}"
@@ -376,8 +378,7 @@ def pretrain_cmd(size: Size, data: Path, out: Path, kind: str, stage: int, ranks
     """`zhbert pretrain` of the <models>-<kind> config under the deepspeed launcher, pointed at the built data."""
     from zhbert.config import override
 
-    values = {"output": str(out), "data.shards": str(data / ("shards-word" if kind == "word" else "shards")),
-              "data.vocab": str(data / "vocab"), "data.glyphs": str(data / "glyphs"),
+    values = {"output": str(out), "data.work": str(data),
               "data.eval_sequences": size.eval_sequences, "steps": size.steps, "micro_batch": size.micro_batch,
               "batch_size": size.micro_batch * ranks, "log_every": 1, "eval_every": size.steps,
               "save_every": save_every, "engine.zero_stage": stage, "engine.precision": "bf16",

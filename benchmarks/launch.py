@@ -15,11 +15,9 @@ from zhbert.config import override
 ROOT = Path(__file__).parent.parent
 
 
-def demo_data(work: str | Path, config: Path) -> dict[str, str]:
-    """``data.*`` overrides for the work folder `make demo` fills (the word view for a word model)."""
-    work = Path(work)
-    return {"data.vocab": str(work / "vocab"), "data.glyphs": str(work / "glyphs"),
-            "data.shards": str(work / ("shards-word" if "word" in config.name else "shards"))}
+def demo_data(work: str | Path) -> dict[str, str]:
+    """The override that points a run at the work folder `make demo` fills (a model reads its kind's view)."""
+    return {"data.work": str(Path(work))}
 
 
 def launch_pretrain(config: Path, overrides: dict[str, Any], port: int) -> dict[str, Any]:

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from model_speed import hf_twin
 
 from zhbert.config import load
-from zhbert.data.masking import MaskingCollator
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, check_inputs
 from zhbert.train.loader import step_inputs
+from zhbert.train.masking import MaskingCollator
 from zhbert.train.optim import adamw
 from zhbert.train.pretrain import _build_model, lr_lambda
 

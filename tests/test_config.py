@@ -63,11 +63,11 @@ def test_config_hash_is_stable_and_sensitive():
 def _config_class(folder: str):
     from zhbert.compare import CompareConfig
     from zhbert.data.glyphs import GlyphConfig
-    from zhbert.data.masking import MaskingConfig
     from zhbert.finetune.run import FinetuneConfig
     from zhbert.finetune.tasks import TaskSpec
     from zhbert.model.config import ModelConfig
     from zhbert.train.config import PretrainConfig
+    from zhbert.train.masking import MaskingConfig
 
     return {"data": PrepConfig, "glyphs": GlyphConfig, "masking": MaskingConfig, "model": ModelConfig,
             "pretrain": PretrainConfig, "finetune": FinetuneConfig, "tasks": TaskSpec, "compare": CompareConfig}[folder]

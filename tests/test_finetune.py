@@ -445,9 +445,9 @@ def test_text_settings_travel_from_the_shards_through_the_export(tasks, vocab, t
     """Shards prepared with a user dictionary and without jieba's HMM: the export carries both (the dictionary
     copied, named by its content) and fine-tuning segments with them, also once the original dictionary is gone.
     An export from before text.json gets the defaults and a warning; a changed dictionary copy is an error."""
-    from zhbert.data.files import sha256_file
     from zhbert.data.prep import PrepConfig, run_prep
     from zhbert.data.word_view import build_word_view
+    from zhbert.files import sha256_file
 
     cluener = read_split(get_task("cluener"), tasks / "cluener", "train")[:600]
     texts = [ex.text for ex in cluener]

@@ -11,13 +11,13 @@ import torch
 
 from zhbert.config import ConfigError, from_dict
 from zhbert.data.encode import describe
-from zhbert.data.masking import IGNORE, MaskingCollator, MaskingConfig
 from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings
 from zhbert.data.prep import PrepConfig, run_prep
 from zhbert.data.shards import load_shards
 from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB, build_word_view
+from zhbert.train.masking import IGNORE, MaskingCollator, MaskingConfig
 
 BATCHES, BATCH_SIZE = 60, 32
 

@@ -1,6 +1,6 @@
-"""The context pinyin reader (DESIGN.md "Pinyin"): heteronyms read right on hand-checked sentences; prep writes
-what the reader says; the manifest records the reader, ranks read differently are not merged; the export carries
-the reader so that fine-tuning reads pinyin the same way."""
+"""The context pinyin reader (docs/architecture.md, "Pinyin"): heteronyms read right on hand-checked sentences;
+prep writes what the reader says; the manifest records the reader, ranks read differently are not merged; the
+export carries the reader so that fine-tuning reads pinyin the same way."""
 
 from __future__ import annotations
 

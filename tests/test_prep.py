@@ -194,7 +194,7 @@ def test_a_crash_between_a_shard_and_its_marker_redoes_the_shard(small_corpus, v
 
 
 def test_atomic_write_leaves_the_old_file_on_an_error(tmp_path):
-    from zhbert.data.files import atomic_write, write_text
+    from zhbert.files import atomic_write, write_text
 
     path = tmp_path / "vocab.txt"
     write_text(path, "old\n")

@@ -225,8 +225,8 @@ def test_fast_rows_and_collation_give_the_batches_of_the_reference(built_data, t
     """Rows gathered from the Arrow chunks and joined in numpy, padded and masked by the vectorised collator, are
     exactly the rows and batches of the reference (Python lists, one pack at a time): packed with attention across
     or within rows, unpacked, and the word view."""
-    from zhbert.data.masking import MaskingCollator
     from zhbert.train.data import PretrainData, load_vocabs
+    from zhbert.train.masking import MaskingCollator
 
     class ReferenceCollator(MaskingCollator):
         _select, _pad = staticmethod(reference_select), staticmethod(reference_pad)
@@ -249,7 +249,7 @@ def test_fast_rows_and_collation_give_the_batches_of_the_reference(built_data, t
 def test_unit_selection_matches_the_reference_loop():
     """The greedy selection that stops once no unit fits anywhere picks what the loop run to the end picks, on
     random rows of words (weights 0-3, as characters per token; some rows with nothing maskable)."""
-    from zhbert.data.masking import MaskingCollator
+    from zhbert.train.masking import MaskingCollator
 
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -267,9 +267,9 @@ def test_data_workers_give_the_batches_of_the_training_thread(built_data, tmp_pa
     """data.workers = 2 yields exactly the micro-batches of the in-thread path (data.workers = 0), in order, from
     any start step, so a resumed run reads what an unbroken one reads; closing the batches mid-run (as an error in
     the loop does) stops the workers at once."""
-    from zhbert.data.masking import MaskingCollator
     from zhbert.train.data import PretrainData, load_vocabs
     from zhbert.train.loader import train_batches
+    from zhbert.train.masking import MaskingCollator
 
     def batches(workers: int, start: int):
         cfg = load(PretrainConfig, TINY_FUSION, tiny(built_data, tmp_path, **{"data.workers": workers}))
@@ -295,9 +295,9 @@ def test_packed_sequences_are_full_and_the_same_text_in_both_views(built_data, t
     """Packing fills ≥ 95 % of the computed positions with real tokens (the fixture's rows of ≤ 64 tokens average
     far less), every training row lands in exactly one sequence, and the word view packs the same rows in the same
     order, so a word model reads the same text at every step as a char model (and is evaluated on it)."""
-    from zhbert.data.masking import MaskingCollator
     from zhbert.data.word_view import surface
     from zhbert.train.data import PretrainData, load_vocabs
+    from zhbert.train.masking import MaskingCollator
 
     views = {}
     for kind in ("char", "word"):
@@ -363,12 +363,6 @@ def test_bad_inputs_fail_before_training(built_data, tmp_path, vocab_dir):
     cli = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_FUSION), "--stepz=3"]
     done = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and "unknown key(s) stepz" in done.stderr
-
-
-def test_only_the_engine_module_imports_deepspeed():
-    code = ("import sys, zhbert.train.pretrain, zhbert.train.data, zhbert.export, zhbert.cli; "
-            "assert 'deepspeed' not in sys.modules, 'deepspeed imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 # ── real runs: two processes through the launchers ───────────────────────────────────────────────────────────

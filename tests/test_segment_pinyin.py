@@ -1,4 +1,4 @@
-"""jieba and rjieba agree; user dictionaries work on both; pinyin readings and vocab follow DESIGN.md."""
+"""jieba and rjieba agree; user dictionaries work on both; pinyin readings and vocab follow docs/architecture.md."""
 
 from __future__ import annotations
 

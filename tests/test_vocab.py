@@ -6,11 +6,11 @@ import pytest
 from conftest import take
 from test_prep import config
 
-from zhbert.data.files import read_json
 from zhbert.data.prep import run_prep
 from zhbert.data.shards import load_shards
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB, build_word_view
+from zhbert.files import read_json
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,7 @@ import multiprocessing
 import os
 import platform
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr, redirect_stdout
@@ -35,13 +33,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load, override, toml_value
-from zhbert.data.build import Steps
-from zhbert.data.files import folder_sha256, sha256_file, write_json, write_text
-from zhbert.data.shards import MANIFEST
-from zhbert.export import TEXT
+from zhbert.files import folder_sha256, sha256_file, write_json, write_text
 from zhbert.finetune.run import FinetuneConfig
 from zhbert.finetune.tasks import get_task
-from zhbert.model.model import WEIGHTS_FILE
+from zhbert.layout import MANIFEST, TEXT, WEIGHTS_FILE, RunDir, WorkDir
+from zhbert.model.config import ModelConfig
+from zhbert.steps import StepCache
+from zhbert.train.launch import default_accelerator, pretrain_command
 
 
 @dataclass
@@ -126,7 +124,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     if absent:
         raise FileNotFoundError(f"no {MANIFEST} in {', '.join(absent)}: prepare the shards the variants train on "
                                 "(`zhbert prep`; the word view: `zhbert vocab word`)")
-    steps = Steps(runs)
+    steps = StepCache(runs)
     exports: dict[str, Path] = {}  # what is fine-tuned: every variant's export, then every control's
     controls: dict[str, str] = {}  # variant → its control
     for v in cfg.variants:
@@ -166,7 +164,7 @@ def run_compare(cfg: CompareConfig) -> Path:
 
     write_json(runs / "compare.json", {
         "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
-        "variants": [{"name": v.name, "embedding": _model_kind(v.model), "description": v.description,
+        "variants": [{"name": v.name, "embedding": _model(v.model).embedding, "description": v.description,
                       "masking": "whole-word" if v.whole_word_prob == 1.0 else
                       "char" if v.whole_word_prob == 0.0 else f"whole-word {v.whole_word_prob:.0%}",
                       "control": controls.get(v.name)} for v in cfg.variants],
@@ -187,7 +185,7 @@ class _Job(NamedTuple):
     key: str
 
 
-def _run_finetunes(jobs: list[_Job], cfg: FinetuneConfig, workers: int, steps: Steps) -> None:
+def _run_finetunes(jobs: list[_Job], cfg: FinetuneConfig, workers: int, steps: StepCache) -> None:
     """Fine-tune ``workers`` at a time, each in a fresh (spawned) process writing its log to
     ``<out>/finetune.log``; a line per finished run here. On a CPU the runs use ``cfg.threads`` threads each, so
     two single-thread runs fill two cores that one would leave half idle."""
@@ -218,23 +216,20 @@ def _finetune_logged(cfg: FinetuneConfig, job: _Job) -> dict:
         return finetune(cfg, job.export, job.task, job.data, job.out)
 
 
-def _model_kind(path: str) -> str:
-    from zhbert.model.config import ModelConfig
-
-    return load(ModelConfig, path).embedding
+def _model(path: str) -> ModelConfig:
+    """A variant's model config (its kind and shape; the table sizes come from the data)."""
+    return load(ModelConfig, path)
 
 
 def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
     """The variant's pretraining config: the shared file, its model, its masking, the data — written next to
     its run so that anyone can re-launch it by hand."""
-    data = Path(cfg.data).resolve()
-    shards = _shards(cfg, v)
     folder.mkdir(parents=True, exist_ok=True)
     toml = folder / "pretrain.toml"
     table = {"extends": str(config_path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
              "model": {"extends": str(config_path(v.model).resolve())},
              "masking": {"whole_word_prob": v.whole_word_prob},
-             "data": {"shards": str(shards), "vocab": str(data / "vocab"), "glyphs": str(data / "glyphs")}}
+             "data": {"work": str(Path(cfg.data).resolve())}}
     toml.write_text(f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
                     f"compare)\n{dump_toml(table)}", encoding="utf-8")
     return toml
@@ -242,7 +237,7 @@ def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
 
 def _shards(cfg: CompareConfig, v: Variant) -> Path:
     """The shards variant ``v`` trains on: the word view for a word model, else the char view."""
-    return Path(cfg.data).resolve() / ("shards-word" if _model_kind(v.model) == "word" else "shards")
+    return WorkDir(Path(cfg.data).resolve()).view(_model(v.model).inputs.view)
 
 
 def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
@@ -256,19 +251,9 @@ def _launch_pretrain(toml: Path, run: Path, ranks: int, key: str) -> None:
     write_text(marker, key)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
-    cmd = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(toml)]
     if ranks > 1:
-        import torch
-
-        if not torch.cuda.is_available():
-            env.setdefault("DS_ACCELERATOR", "cpu")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", str(ranks), "--master_port", str(port),
-               "--module", "zhbert", "pretrain", "--config", str(toml)]
-    if (run / "checkpoints" / "latest").exists():
-        cmd.append("--resume")
+        default_accelerator(env)
+    cmd = pretrain_command(toml, ranks, resume=RunDir(run).latest.exists())
     print("$", " ".join(cmd), flush=True)
     done = subprocess.run(cmd, env=env)
     if done.returncode:

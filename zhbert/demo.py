@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zhbert.config import config_hash, load, override, shipped
-from zhbert.data.build import Steps, build_dataset
-from zhbert.data.files import sha256_file
+from zhbert.data.build import build_dataset
 from zhbert.data.prep import PrepConfig
-from zhbert.data.shards import MANIFEST
+from zhbert.files import sha256_file
+from zhbert.layout import MANIFEST, WorkDir
+from zhbert.steps import StepCache
 
 if TYPE_CHECKING:
     from zhbert.compare import CompareConfig
@@ -32,9 +33,9 @@ def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[
     from zhbert.finetune.bundled import BUNDLED, CAPS, EVAL_TEXTS, FORMAT, build_tasks
 
     t0 = time.perf_counter()
-    steps = Steps(workdir)
-    tasks, corpus = workdir / "tasks", workdir / "corpus"
-    steps.run("tasks", config_hash(sorted(BUNDLED), CAPS, FORMAT), [tasks / "manifest.json"],
+    steps = StepCache(workdir)
+    tasks, corpus = WorkDir(workdir).tasks, WorkDir(workdir).corpus
+    steps.run("tasks", config_hash(sorted(BUNDLED), CAPS, FORMAT), [tasks / MANIFEST],
               lambda: build_tasks(tasks))
     exclude = tasks / EVAL_TEXTS
     steps.run("corpus", config_hash(sorted((s.name, s.sha256) for s in SOURCES.values()), sha256_file(exclude)),
@@ -56,4 +57,5 @@ def demo_compare_config(workdir: Path, compare_config: Path | None = None,
     from zhbert.compare import CompareConfig
 
     return load(CompareConfig, compare_config or COMPARE_CONFIG,
-                [override("data", str(workdir)), override("tasks_dir", str(workdir / "tasks")), *(overrides or [])])
+                [override("data", str(workdir)), override("tasks_dir", str(WorkDir(workdir).tasks)),
+                 *(overrides or [])])

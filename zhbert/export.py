@@ -1,4 +1,5 @@
-"""The export folder: what pretraining leaves behind for fine-tuning and for people (DESIGN.md "Export folder").
+"""The export folder: what pretraining leaves behind for fine-tuning and for people (docs/architecture.md,
+"Export folder").
 
     config.json, model.safetensors   ``ZhBertModel.save_pretrained`` (fusion: glyph table and pinyin letters inside)
     tokenizer.json, vocab.txt        the char vocab
@@ -24,27 +25,33 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.config import from_dict, to_dict
-from zhbert.data.files import atomic_write, read_json, sha256_file, write_json
 from zhbert.data.pinyin import CONTEXT_FILE, ContextReader, PinyinVocab, Reader
-from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.segment import SegmentConfig
-from zhbert.data.shards import MANIFEST
 from zhbert.data.text import NormalizeConfig
 from zhbert.data.vocab import CharVocab
-from zhbert.data.word_view import WORD_VOCAB, read_word_vocab
+from zhbert.data.word_view import read_word_vocab
+from zhbert.files import atomic_write, read_json, sha256_file, write_json
+from zhbert.layout import (
+    CONFIG_FILE,
+    GLYPH_SIDECAR,
+    MANIFEST,
+    PINYIN_VOCAB,
+    TEXT,
+    TOKENIZER,
+    TRAINING,
+    VOCAB,
+    WEIGHTS_FILE,
+    WORD_VOCAB,
+)
 from zhbert.model.config import ModelConfig
-from zhbert.model.model import CONFIG_FILE, WEIGHTS_FILE, ZhBertModel
-
-GLYPH_SIDECAR = "glyphs.json"
-TRAINING = "training.json"
-TEXT = "text.json"
+from zhbert.model.model import ZhBertModel
 
 
 @dataclass
 class TextSettings:
     """How text becomes tokens for a model: the normalisation and segmentation that built its pretraining shards
-    (DESIGN.md "Same text in, same tokens out"). Fine-tuning and inference encode with these, never with settings
-    of their own that could silently disagree."""
+    (docs/architecture.md, "Same text in, same tokens out"). Fine-tuning and inference encode with these, never
+    with settings of their own that could silently disagree."""
 
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
@@ -162,10 +169,9 @@ def save_export(model: ZhBertModel, folder: str | Path, vocab_dir: str | Path, g
     (folder / TRAINING).unlink(missing_ok=True)  # the marker of a finished export goes first, comes back last
     model.save_pretrained(folder)
     text.save(folder)
-    names = ["tokenizer.json", "vocab.txt", PINYIN_VOCAB] + ([WORD_VOCAB] if model.cfg.embedding == "word" else [])
-    for name in names:
+    for name in dict.fromkeys([TOKENIZER, VOCAB, PINYIN_VOCAB, model.cfg.inputs.tokens]):
         _copy(vocab_dir / name, folder / name)
-    if model.cfg.embedding == "fusion" and "glyph" in model.cfg.fusion_inputs and glyphs_dir is not None:
+    if model.cfg.inputs.glyphs and glyphs_dir is not None:
         _copy(Path(glyphs_dir) / GLYPH_SIDECAR, folder / GLYPH_SIDECAR)
     if training is not None:
         write_json(folder / TRAINING, training)
@@ -180,18 +186,16 @@ def _copy(src: Path, dst: Path) -> None:
 def load_export(folder: str | Path) -> Export:
     """Read an export folder's config and vocabularies, checking that they fit the model."""
     folder = Path(folder)
-    for name in (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", PINYIN_VOCAB):
+    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER, PINYIN_VOCAB):
         if not (folder / name).exists():
             raise FileNotFoundError(f"{folder}: no {name}; not a zhbert export folder (see zhbert/export.py)")
     meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     cfg = from_dict(ModelConfig, meta["model"])
     vocab, pinyin = CharVocab.load(folder), PinyinVocab.load(folder)
-    word_tokens = None
-    if cfg.embedding == "word":
-        word_tokens = read_word_vocab(folder)
-    sizes = [("vocab.txt", len(vocab), cfg.vocab_size)]
+    word_tokens = read_word_vocab(folder) if cfg.inputs.tokens == WORD_VOCAB else None
+    sizes = [(VOCAB, len(vocab), cfg.vocab_size)]
     sizes += [(WORD_VOCAB, len(word_tokens), cfg.word_vocab_size)] if word_tokens is not None else []
-    sizes += [(PINYIN_VOCAB, len(pinyin), cfg.pinyin_vocab_size)] if cfg.embedding == "fusion" else []
+    sizes += [(PINYIN_VOCAB, len(pinyin), cfg.pinyin_vocab_size)] if cfg.inputs.pinyin else []
     for name, found, expected in sizes:
         if found != expected:
             raise ValueError(f"{folder}: {name} has {found} entries but the model was built for {expected}")

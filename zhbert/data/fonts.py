@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Literal
 
 from zhbert.config import shipped
-from zhbert.data.files import sha256_file
+from zhbert.files import sha256_file
+from zhbert.layout import MANIFEST
 
 DEFAULT_FONTS_DIR = shipped("fonts")
-MANIFEST = "manifest.json"
 
 # Besides the hanzi: ASCII, Latin-1, general punctuation, CJK symbols and punctuation, full-width forms.
 BASE_RANGES = ((0x20, 0x7F), (0xA0, 0x100), (0x2000, 0x2070), (0x3000, 0x3040), (0xFF00, 0xFFF0))

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zhbert.data.files import atomic_write, write_text
 from zhbert.data.fonts import DEFAULT_FONTS_DIR, FontSpec, font_cmap, font_specs, spec_dict
+from zhbert.files import atomic_write, read_tokens, write_text
+from zhbert.layout import GLYPH_SIDECAR, GLYPHS, VOCAB
 
-TABLE = "glyphs.npy"
-SIDECAR = "glyphs.json"
 FORMAT = "zhbert-glyphs/1"
 SPECIAL = re.compile(r"^\[(PAD|UNK|CLS|SEP|MASK|unused\d+)\]$")
 TOKEN_RULE = ("[PAD] [UNK] [CLS] [SEP] [MASK] [unusedN]: blank. A wordpiece loses its leading '##'; "
@@ -66,19 +65,19 @@ class GlyphTable:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / TABLE) as tmp, open(tmp, "wb") as f:
+        with atomic_write(folder / GLYPHS) as tmp, open(tmp, "wb") as f:
             np.save(f, self.pixels, allow_pickle=False)
-        write_text(folder / SIDECAR, json.dumps(self.meta, ensure_ascii=False, indent=1) + "\n")  # its hash, last
+        write_text(folder / GLYPH_SIDECAR, json.dumps(self.meta, ensure_ascii=False, indent=1) + "\n")  # its hash, last
         return folder
 
 
 def load_glyph_table(folder: str | Path) -> GlyphTable:
     """Read a saved table and check it against the sha256 its sidecar records."""
     folder = Path(folder)
-    meta = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
-    pixels = np.load(folder / TABLE, allow_pickle=False)
+    meta = json.loads((folder / GLYPH_SIDECAR).read_text(encoding="utf-8"))
+    pixels = np.load(folder / GLYPHS, allow_pickle=False)
     if table_sha256(pixels) != meta["table_sha256"]:
-        raise ValueError(f"{folder / TABLE}: sha256 differs from {SIDECAR}: changed or truncated")
+        raise ValueError(f"{folder / GLYPHS}: sha256 differs from {GLYPH_SIDECAR}: changed or truncated")
     return GlyphTable(pixels, meta)
 
 
@@ -89,11 +88,7 @@ def table_sha256(pixels: np.ndarray) -> str:
 def read_vocab(folder: str | Path) -> list[str]:
     """Tokens of a char vocab folder's vocab.txt (line i = id i). Split on '\\n' only: a vocab may hold
     characters that ``splitlines`` treats as line breaks (U+0085, U+2028, U+001C…)."""
-    path = Path(folder) / "vocab.txt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no vocab.txt (build one with `zhbert vocab char`)")
-    text = path.read_text(encoding="utf-8")
-    return text.removesuffix("\n").split("\n")
+    return read_tokens(Path(folder) / VOCAB, "build one with `zhbert vocab char`")
 
 
 def token_char(token: str) -> str | None:

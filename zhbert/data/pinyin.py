@@ -17,15 +17,15 @@ from typing import Literal
 
 import numpy as np
 
-from zhbert.data.files import sha256_file, tokens_sha256, write_text
 from zhbert.data.text import BASIC_HANZI
+from zhbert.files import read_tokens, sha256_file, tokens_sha256, write_tokens
+from zhbert.layout import PINYIN_VOCAB
 
 Reader = Literal["context", "word"]
 CONTEXT_FILE = Path(__file__).with_name("pinyin_context.npz")
 OTHER, EDGE = 0, 1  # context codes: a character that is not a hanzi; beyond the sentence (or a separator: \x00)
 OFFSETS = (-2, -1, 1, 2)  # neighbours the context model looks at
 
-FILENAME = "pinyin_vocab.txt"
 
 
 def _spell(syllable: str) -> str:
@@ -58,14 +58,11 @@ class PinyinVocab:
 
     @classmethod
     def load(cls, folder: str | Path) -> PinyinVocab:
-        path = Path(folder) / FILENAME
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing; build it with `zhbert vocab pinyin --out {folder}`")
-        return cls(path.read_text(encoding="utf-8").splitlines())
+        return cls(read_tokens(Path(folder) / PINYIN_VOCAB, f"build it with `zhbert vocab pinyin --out {folder}`"))
 
     def save(self, folder: str | Path) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        write_text(Path(folder) / FILENAME, "\n".join(self.entries) + "\n")
+        write_tokens(Path(folder) / PINYIN_VOCAB, self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)

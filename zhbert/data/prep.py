@@ -27,9 +27,7 @@ from tqdm.auto import tqdm
 
 from zhbert.config import config_hash, to_dict
 from zhbert.data.encode import DocumentEncoder, PackConfig, describe
-from zhbert.data.files import folder_sha256, read_json, sha256_file, sha256_files, write_json
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
-from zhbert.data.pinyin import FILENAME as PINYIN_VOCAB
 from zhbert.data.pinyin import ContextReader, PinyinVocab, Reader, reader_record
 from zhbert.data.readers import (
     SAMPLE_BYTES,
@@ -42,7 +40,6 @@ from zhbert.data.readers import (
 )
 from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.shards import (
-    MANIFEST,
     arrow_stream,
     char_view,
     finalize_folder,
@@ -54,8 +51,9 @@ from zhbert.data.shards import (
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.data.vocab import CharVocab
+from zhbert.files import folder_sha256, read_json, sha256_file, sha256_files, write_json
+from zhbert.layout import CHAR_VIEW, MANIFEST, PINYIN_VOCAB, TOKENIZER
 
-FORMAT = "zhbert.char_view/1"
 CLEAN = Features({"id": Value("string"), "text": Value("string"), "source": Value("string"), "chars": Value("int64")})
 CLEAN_BATCH = 10_000  # documents per write: the clean stage holds one batch in memory, whatever the input size
 
@@ -167,7 +165,7 @@ def _encoder(cfg: PrepConfig) -> DocumentEncoder:
     """The encoder for ``cfg``, keyed by the contents of the vocab files and user dictionaries (a vocab rebuilt
     or a dictionary edited in place keeps its path); only the latest is kept."""
     vocab = Path(cfg.vocab)
-    key = config_hash(sha256_files([vocab / "tokenizer.json", vocab / PINYIN_VOCAB]), cfg.segment,
+    key = config_hash(sha256_files([vocab / TOKENIZER, vocab / PINYIN_VOCAB]), cfg.segment,
                       sha256_files(cfg.segment.user_dicts), cfg.pack, reader_record(cfg.pinyin))
     if key not in _ENCODERS:
         _ENCODERS.clear()
@@ -280,7 +278,7 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     counts["chars"] = total_chars
     dropped = tally.dropped
     manifest = {
-        "format": FORMAT, "config_hash": run_hash, "key": key, "config": semantic, "rank": rank,
+        "format": CHAR_VIEW, "config_hash": run_hash, "key": key, "config": semantic, "rank": rank,
         "world_size": world_size,
         "vocab": {"char_sha256": vocab.sha256, "char_size": len(vocab),
                   "pinyin_sha256": pinyin.sha256, "pinyin_size": len(pinyin)},

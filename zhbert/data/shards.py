@@ -15,7 +15,8 @@ from typing import Any
 
 from datasets import Features, List, Value
 
-from zhbert.data.files import atomic_write, read_json, write_json
+from zhbert.files import atomic_write, read_json, write_json
+from zhbert.layout import MANIFEST
 
 
 def char_view(vocab_size: int) -> Features:
@@ -34,7 +35,6 @@ def id_type(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 1 << 16 else "int32"
 
 
-MANIFEST = "manifest.json"
 
 
 @contextmanager

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from zhbert.data.files import sha256_file, write_json, write_text
 from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
 from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig, Normalizer
+from zhbert.files import sha256_file, write_json, write_text
 
 Members = dict[str, bytes]
 

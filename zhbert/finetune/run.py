@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from zhbert.config import ConfigError, to_dict
-from zhbert.data.files import atomic_write, write_json
 from zhbert.device import to_device
 from zhbert.export import Export, load_export
+from zhbert.files import atomic_write, write_json
 from zhbert.finetune.encode import Encoded, TaskEncoder, collate, tag_names
 from zhbert.finetune.metrics import MAIN, accuracy, entity_f1, span_em_f1
 from zhbert.finetune.modes import Mode, Transfer

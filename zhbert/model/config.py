@@ -1,14 +1,37 @@
-"""The model's one typed config. Defaults are BERT-base with the char embedding; configs/model/*.toml
-are short deltas over it, loaded with ``zhbert.config.load(ModelConfig, path, overrides)``."""
+"""The model's one typed config, and what each model kind reads (``ModelConfig.inputs``). Defaults are BERT-base
+with the char embedding; configs/model/*.toml are short deltas over it, loaded with
+``zhbert.config.load(ModelConfig, path, overrides)``. The table sizes (vocab, word vocab, pinyin vocab) come from
+the vocab files when a run or an export is loaded (``sized``), never from a config file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from zhbert.config import ConfigError
+from zhbert.layout import CHAR_VIEW, VOCAB, WORD_VIEW, WORD_VOCAB
 
 EmbeddingKind = Literal["char", "word", "fusion"]
+
+
+@dataclass(frozen=True)
+class KindInputs:
+    """What a model kind reads, so that prep's output, pretraining, export and fine-tuning ask one place. A new
+    kind is a row of ``ModelConfig.inputs`` plus its embedding class (zhbert/model/embeddings.py)."""
+
+    view: str
+    """The shard format it trains on (zhbert/layout.py: CHAR_VIEW, WORD_VIEW); the work folder names its folder."""
+    tokens: str
+    """The vocab file its token ids (and MLM labels) index: the char vocab, or the word vocab (chars first)."""
+    glyphs: bool = False
+    """Reads the glyph table (glyphs.npy; the export keeps its glyphs.json)."""
+    pinyin: bool = False
+    """Reads pinyin ids (and the pinyin letter table built from pinyin_vocab.txt)."""
+
+    @property
+    def eval_units(self) -> tuple[str, ...]:
+        """How held-out rows are masked: by whole words, and by single characters where a token is one character."""
+        return ("word",) if self.view == WORD_VIEW else ("word", "char")
 
 
 @dataclass
@@ -18,13 +41,13 @@ class ModelConfig:
     char ‖ glyph ‖ pinyin fusion (ChineseBERT-style). The trunk and heads are the same for all."""
 
     vocab_size: int = 21128
-    """Rows of the char vocab (the tokenizer's). Glyph table rows must match."""
+    """Rows of the char vocab (the tokenizer's). Glyph table rows must match. Set from vocab.txt by ``sized``."""
     word_vocab_size: int = 0
     """Rows of the word vocab: the char vocab first, unchanged, then multi-char words. Only the
-    word embedding uses it, and then it must be larger than ``vocab_size``."""
+    word embedding uses it, and then it must be larger than ``vocab_size``. Set from word_vocab.txt by ``sized``."""
     pinyin_vocab_size: int = 0
     """Rows of the pinyin vocab ([PAD], [UNK], [MASK], then toned syllables). Fusion only; the
-    letter table handed to the model must have this many rows."""
+    letter table handed to the model must have this many rows. Set from pinyin_vocab.txt by ``sized``."""
 
     hidden_size: int = 768
     """Width H of the trunk."""
@@ -90,16 +113,34 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
-        if self.embedding == "word" and self.word_vocab_size <= self.vocab_size:
-            raise ConfigError(f"embedding='word' needs word_vocab_size > vocab_size ({self.vocab_size}): "
-                              "the word vocab is the char vocab followed by multi-char words")
-        if self.embedding == "fusion" and self.pinyin_vocab_size < 1:
-            raise ConfigError("embedding='fusion' needs pinyin_vocab_size (rows of pinyin_vocab.txt)")
         if not self.fusion_inputs or len(set(self.fusion_inputs)) != len(self.fusion_inputs):
             raise ConfigError(f"fusion_inputs must name glyph and/or pinyin once each, got {self.fusion_inputs} "
                               "(a char-only model is embedding = 'char')")
         if self.embedding_size is not None and not 0 < self.embedding_size <= self.hidden_size:
             raise ConfigError(f"embedding_size must be in 1..hidden_size, got {self.embedding_size}")
+
+    @property
+    def inputs(self) -> KindInputs:
+        """What this kind reads (``KindInputs``)."""
+        if self.embedding == "word":
+            return KindInputs(WORD_VIEW, WORD_VOCAB)
+        fusion = self.fusion_inputs if self.embedding == "fusion" else []
+        return KindInputs(CHAR_VIEW, VOCAB, glyphs="glyph" in fusion, pinyin="pinyin" in fusion)
+
+    def sized(self, vocab: int, word_vocab: int, pinyin_vocab: int) -> ModelConfig:
+        """This config with the table sizes of the vocab files it will read (``word_vocab`` is ignored unless the
+        kind reads the word vocab), checked."""
+        word = word_vocab if self.inputs.tokens == WORD_VOCAB else 0
+        return replace(self, vocab_size=vocab, word_vocab_size=word, pinyin_vocab_size=pinyin_vocab).check_sized()
+
+    def check_sized(self) -> ModelConfig:
+        """Raise unless the table sizes a model of this kind needs are set (``sized``); returns self."""
+        if self.inputs.tokens == WORD_VOCAB and self.word_vocab_size <= self.vocab_size:
+            raise ConfigError(f"embedding='word' needs word_vocab_size > vocab_size ({self.vocab_size}): "
+                              "the word vocab is the char vocab followed by multi-char words")
+        if self.inputs.pinyin and self.pinyin_vocab_size < 1:
+            raise ConfigError("embedding='fusion' needs pinyin_vocab_size (rows of pinyin_vocab.txt)")
+        return self
 
     @property
     def emb_dim(self) -> int:

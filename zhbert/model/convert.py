@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from zhbert.data.files import atomic_write, write_text
+from zhbert.files import atomic_write, write_text
 from zhbert.model.config import ModelConfig
 from zhbert.model.model import ZhBertForPretraining
 

@@ -24,13 +24,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from zhbert.config import from_dict, to_dict
-from zhbert.data.files import atomic_write, write_text
+from zhbert.files import atomic_write, write_text
+from zhbert.layout import CONFIG_FILE, WEIGHTS_FILE
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import EMBEDDINGS
 from zhbert.model.encoder import Encoder, init_weights
 from zhbert.model.heads import ClassificationHead, MLMHead, SpanHead, TokenClassificationHead
 
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 IGNORE = -100  # label of positions that carry no loss (unmasked tokens, padding, sub-tokens)
 
 
@@ -44,6 +44,7 @@ class ZhBert(nn.Module):
     def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
                  pinyin_letters: torch.Tensor | None = None) -> None:
         super().__init__()
+        cfg.check_sized()
         tables = {k: v for k, v in (("glyphs", glyphs), ("pinyin_letters", pinyin_letters)) if v is not None}
         self.embeddings = EMBEDDINGS[cfg.embedding](cfg, **tables)
         self.encoder = Encoder(cfg)

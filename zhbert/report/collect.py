@@ -20,8 +20,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zhbert.data.files import read_json
-from zhbert.train.metrics import METRICS, read_metrics
+from zhbert.files import read_json
+from zhbert.layout import METRICS
+from zhbert.train.metrics import read_metrics
 
 
 class RunsError(FileNotFoundError):
@@ -63,7 +64,7 @@ class Pretraining:
     tokens_per_s: float
     bits_per_char: float
     """Held-out bits per character at the last evaluation, whole words masked: comparable across char and word
-    tokens, and across runs, since every run's held-out masks are the same (zhbert.data.masking)."""
+    tokens, and across runs, since every run's held-out masks are the same (zhbert.train.masking)."""
     char_bits_per_char: float | None
     """The same with single characters masked; None for a word-level model (its tokens are words)."""
     accuracy: float

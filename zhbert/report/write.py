@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zhbert.data.files import write_json, write_text
+from zhbert.files import write_json, write_text
 from zhbert.report.collect import Runs, collect
 from zhbert.report.plots import DOWNSTREAM_PNG, PRETRAIN_PNG, plot_downstream, plot_pretraining
 from zhbert.report.stats import ALPHA, PairedTest, paired_t

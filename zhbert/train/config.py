@@ -8,21 +8,27 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from zhbert.config import ConfigError
-from zhbert.data.masking import MaskingConfig
+from zhbert.layout import WorkDir
 from zhbert.model.config import ModelConfig
+from zhbert.train.masking import MaskingConfig
 
 
 @dataclass
 class DataConfig:
-    """Where the prepared data is (`zhbert prep`, `zhbert vocab`, `zhbert glyphs`)."""
+    """Where the prepared data is (`zhbert demo`, or `zhbert prep`, `zhbert vocab`, `zhbert glyphs`)."""
 
-    shards: str = "data/demo/shards"
-    """Shard folder: the char view for char and fusion models, the word view (shards-word) for word models."""
-    vocab: str = "data/demo/vocab"
-    """Vocab folder: tokenizer.json, vocab.txt, pinyin_vocab.txt (and word_vocab.txt for word models). The
-    model's vocab sizes are read from these files; the shards' manifest must name the same vocab hashes."""
-    glyphs: str = "data/demo/glyphs"
-    """Glyph table folder (glyphs.npy + glyphs.json), rendered from the same vocab. Fusion models only."""
+    work: str = "data/demo"
+    """The work folder (zhbert/layout.py) that ``shards``, ``vocab`` and ``glyphs`` default to parts of."""
+    shards: str = ""
+    """Shard folder; empty: the view the model kind trains on in ``work`` (``ModelConfig.inputs``: shards/, the
+    char view, for char and fusion models; shards-word/, the word view, for word models)."""
+    vocab: str = ""
+    """Vocab folder (empty: ``work``/vocab): tokenizer.json, vocab.txt, pinyin_vocab.txt (and word_vocab.txt for
+    word models). The model's vocab sizes are read from these files; the shards' manifest must name the same
+    vocab hashes."""
+    glyphs: str = ""
+    """Glyph table folder (empty: ``work``/glyphs; glyphs.npy + glyphs.json), rendered from the same vocab. Fusion
+    models only."""
     eval_percent: float = 1.0
     """Share of documents (by a hash of their id, so char and word views hold out the same ones) kept out of
     training for evaluation."""
@@ -121,6 +127,10 @@ class PretrainConfig:
     """Also write the metrics as TensorBoard events under ``output/tensorboard``."""
 
     def __post_init__(self) -> None:
+        work = WorkDir(self.data.work)
+        self.data.shards = self.data.shards or str(work.view(self.model.inputs.view))
+        self.data.vocab = self.data.vocab or str(work.vocab)
+        self.data.glyphs = self.data.glyphs or str(work.glyphs)
         if not 0 <= self.engine.zero_stage <= 3:
             raise ConfigError(f"engine.zero_stage must be 0, 1, 2 or 3, got {self.engine.zero_stage}")
         if self.engine.precision == "bf16" and self.engine.zero_stage == 0:

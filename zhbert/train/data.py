@@ -9,7 +9,6 @@ memory-mapped shards.
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from zhbert.data.files import read_json, tokens_sha256
 from zhbert.data.glyphs import GlyphTable, load_glyph_table
-from zhbert.data.masking import token_chars
 from zhbert.data.pinyin import PinyinVocab
-from zhbert.data.shards import MANIFEST, load_shards, read_arrow
+from zhbert.data.shards import load_shards, read_arrow
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import read_word_vocab
 from zhbert.export import TextSettings
+from zhbert.files import read_json, tokens_sha256
+from zhbert.layout import GLYPHS, MANIFEST, WORD_VOCAB
 from zhbert.model.config import ModelConfig
 from zhbert.train.config import PretrainConfig
+from zhbert.train.masking import token_chars
 
-VIEWS = {"char": "zhbert.char_view/1", "fusion": "zhbert.char_view/1", "word": "zhbert.word_view/2"}
 TOKEN_COLUMNS = ("input_ids", "word_ids", "pinyin_ids")  # the columns with one entry per token of a row
 EVAL_PACK_SEED = 20_240_301  # how held-out rows are packed: the same for every run
 
@@ -53,7 +52,7 @@ def load_vocabs(cfg: PretrainConfig) -> Vocabs:
     char, pinyin = CharVocab.load(folder), PinyinVocab.load(folder)
     hashes = {"char_sha256": char.sha256, "pinyin_sha256": pinyin.sha256}
     tokens = char.tokens
-    if cfg.model.embedding == "word":
+    if cfg.model.inputs.tokens == WORD_VOCAB:
         tokens = read_word_vocab(folder)
         hashes["word_sha256"] = tokens_sha256(tokens)
     return Vocabs(char, pinyin, tokens, hashes)
@@ -61,8 +60,7 @@ def load_vocabs(cfg: PretrainConfig) -> Vocabs:
 
 def sized_model_config(cfg: PretrainConfig, vocabs: Vocabs) -> ModelConfig:
     """The model config with its table sizes taken from the vocab files, which decide what the rows mean."""
-    return dataclasses.replace(cfg.model, vocab_size=len(vocabs.char), pinyin_vocab_size=len(vocabs.pinyin),
-                               word_vocab_size=len(vocabs.tokens) if cfg.model.embedding == "word" else 0)
+    return cfg.model.sized(len(vocabs.char), len(vocabs.tokens), len(vocabs.pinyin))
 
 
 def check_shards(cfg: PretrainConfig, vocabs: Vocabs) -> dict[str, Any]:
@@ -72,7 +70,7 @@ def check_shards(cfg: PretrainConfig, vocabs: Vocabs) -> dict[str, Any]:
         raise FileNotFoundError(f"{folder}: no {MANIFEST}; prepare shards with `zhbert prep` (word view: "
                                 "`zhbert vocab word`)")
     manifest = read_json(folder / MANIFEST)
-    want = VIEWS[cfg.model.embedding]
+    want = cfg.model.inputs.view
     if manifest.get("format") != want:
         raise ValueError(f"{folder} holds {manifest.get('format')} shards; a {cfg.model.embedding} model trains on "
                          f"{want} (data.shards)")
@@ -122,16 +120,15 @@ def check_inputs(cfg: PretrainConfig) -> Inputs:
     manifest = check_shards(cfg, vocabs)
     model_cfg = sized_model_config(cfg, vocabs)
     check_lengths(cfg, model_cfg)
-    uses = model_cfg.fusion_inputs if model_cfg.embedding == "fusion" else []
-    glyphs = load_glyphs(cfg, vocabs) if "glyph" in uses else None
+    glyphs = load_glyphs(cfg, vocabs) if model_cfg.inputs.glyphs else None
     return Inputs(vocabs, manifest, model_cfg, glyphs, TextSettings.of_shards(cfg.data.shards))
 
 
 def load_glyphs(cfg: PretrainConfig, vocabs: Vocabs) -> GlyphTable:
     """The glyph table, checked against the char vocab it must be indexed by and the model's fonts and size."""
     folder = Path(cfg.data.glyphs)
-    if not (folder / "glyphs.npy").exists():
-        raise FileNotFoundError(f"{folder}: no glyphs.npy; render it with `zhbert glyphs --vocab {cfg.data.vocab}`")
+    if not (folder / GLYPHS).exists():
+        raise FileNotFoundError(f"{folder}: no {GLYPHS}; render it with `zhbert glyphs --vocab {cfg.data.vocab}`")
     table = load_glyph_table(folder)
     if table.meta["vocab"]["sha256"] != vocabs.char.sha256:
         raise ValueError(f"{folder} was rendered for another vocab ({table.meta['vocab']['sha256'][:12]}…) than "

@@ -1,6 +1,6 @@
 """DeepSpeed, and only here: the process group, the ds_config derived from PretrainConfig, the engine,
 checkpoints and their consolidation. No other zhbert module imports deepspeed (a test checks), so the
-model stays single-device and the loop reads as plain PyTorch (STYLE.md: parallelism from outside).
+model stays single-device and the loop reads as plain PyTorch (docs/architecture.md: parallelism from outside).
 
 On a machine without CUDA this selects DeepSpeed's CPU accelerator (gloo), so the same command runs on
 a laptop, under ``deepspeed --num_gpus 2`` on a CPU box, and on GPU nodes.
@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import warnings
 from collections.abc import Callable
@@ -21,22 +20,23 @@ from typing import Any, NoReturn
 
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+from zhbert.train.launch import default_accelerator, free_port
+
+default_accelerator(os.environ)
 
 import deepspeed  # noqa: E402  (after the accelerator choice above)
 from deepspeed import comm as dist  # noqa: E402
 from deepspeed.accelerator import get_accelerator  # noqa: E402
 
 from zhbert.config import ConfigError, merge  # noqa: E402
-from zhbert.data.files import write_text  # noqa: E402
+from zhbert.files import write_text  # noqa: E402
+from zhbert.layout import LATEST  # noqa: E402
 from zhbert.train.config import PretrainConfig  # noqa: E402
 from zhbert.train.optim import adamw  # noqa: E402
 
 # DeepSpeed 0.19 still calls these torch.distributed names, which warn on every call
 warnings.filterwarnings("ignore", message=r".*(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated")
 
-LATEST = "latest"  # DeepSpeed's name for the pointer file, so its own tools (zero_to_fp32) find our checkpoints
 
 # ds_config keys derived from the training config, and the config key a disagreement is reported against
 DERIVED_FROM = {
@@ -58,10 +58,8 @@ def init_distributed() -> tuple[int, int]:
     """Join the group set up by a launcher (deepspeed, torchrun: RANK/WORLD_SIZE in the environment), or
     make a group of one for a plain ``zhbert pretrain``. Returns (rank, world_size)."""
     if "RANK" not in os.environ:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(free_port()))
     deepspeed.init_distributed(auto_mpi_discovery=False, verbose=False)
     return dist.get_rank(), dist.get_world_size()
 

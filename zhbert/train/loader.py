@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from zhbert.data.masking import MaskingCollator
 from zhbert.model import masked_positions
 from zhbert.train.data import PretrainData
+from zhbert.train.masking import MaskingCollator
 
 
 def step_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

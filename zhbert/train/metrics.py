@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-METRICS = "metrics.jsonl"
+from zhbert.layout import METRICS
 
 
 class MetricsLog:

@@ -30,16 +30,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from zhbert.config import config_hash, to_dict
-from zhbert.data.files import write_json
-from zhbert.data.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
 from zhbert.device import to_device
 from zhbert.export import save_export
+from zhbert.files import write_json
 from zhbert.model import ModelOutput, ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, Vocabs, check_inputs, describe_row
 from zhbert.train.loader import step_inputs, train_batches
+from zhbert.train.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
 from zhbert.train.metrics import MetricsLog, read_metrics
 
 PROTOCOL = "zhbert.pretrain/2"
@@ -120,7 +120,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     lead = rank == 0
     data = PretrainData(cfg, rank, world)
     collator = MaskingCollator(cfg.masking, vocabs.char, vocabs.pinyin, vocabs.tokens, inputs.text.context_reader())
-    eval_units: list[EvalUnit] = ["word"] if model_cfg.embedding == "word" else ["word", "char"]
+    eval_units: list[EvalUnit] = list(model_cfg.inputs.eval_units)
     ds_config = ds.build_ds_config(cfg, world)
     data_hashes = vocabs.hashes | {"shards_config_hash": manifest["config_hash"]}
     if glyphs is not None:
@@ -297,10 +297,9 @@ def eval_masking() -> str:
 
 def _build_model(cfg: ModelConfig, glyphs: Any, vocabs: Vocabs) -> ZhBertForPretraining:
     """The model, with the tables its fusion inputs need (the glyph table, the pinyin letter table)."""
-    uses = cfg.fusion_inputs if cfg.embedding == "fusion" else []
     return ZhBertForPretraining(
-        cfg, glyphs=torch.from_numpy(glyphs.pixels) if "glyph" in uses else None,
-        pinyin_letters=spell_pinyin(vocabs.pinyin.entries, cfg.pinyin_max_letters) if "pinyin" in uses else None)
+        cfg, glyphs=torch.from_numpy(glyphs.pixels) if cfg.inputs.glyphs else None,
+        pinyin_letters=spell_pinyin(vocabs.pinyin.entries, cfg.pinyin_max_letters) if cfg.inputs.pinyin else None)
 
 
 def on_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:

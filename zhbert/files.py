@@ -1,4 +1,4 @@
-"""Small file helpers every artefact writer shares: atomic writes and content hashes."""
+"""Small file helpers every artefact writer shares: atomic writes, token files and content hashes."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_tokens(path: str | Path, missing: str) -> list[str]:
+    """A token file (vocab.txt, word_vocab.txt, pinyin_vocab.txt): line i = id i. Split on '\\n' only: a vocab may
+    hold characters that ``splitlines`` treats as line breaks (U+0085, U+2028, U+001C…). ``missing``: what to do
+    when the file is absent, for the error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; {missing}")
+    return path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+
+
+def write_tokens(path: str | Path, tokens: Iterable[str]) -> None:
+    write_text(path, "\n".join(tokens) + "\n")
 
 
 def sha256_file(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""The masking collator: shard rows → a padded, dynamically masked MLM batch (DESIGN.md "Masking").
+"""The masking collator: shard rows → a padded, dynamically masked MLM batch (docs/architecture.md "Masking").
 
 Masking is decided here, at batch time, so every epoch sees other masks. Per sequence a coin with
 ``whole_word_prob`` picks the *unit* of selection: a jieba word (all tokens sharing a word id) or a
@@ -18,7 +18,7 @@ step ``s`` depends only on the rows, ``seed``, ``s`` and an optional stream (e.g
 run re-creates the masks it would have drawn.
 
 Held-out rows are masked by `MaskingCollator.held_out`, one fixed rule for every run whatever its training
-masking (DESIGN.md "Masking"): 15 % of a row's maskable *characters*, by whole words or by single tokens,
+masking (docs/architecture.md "Masking"): 15 % of a row's maskable *characters*, by whole words or by single tokens,
 chosen by a hash of the row's place in the held-out set and the word's index in the row. The char view and
 the word view of a row number their words alike, so a char model and a word model hide the same characters.
 
@@ -46,8 +46,8 @@ from zhbert.config import ConfigError
 from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings
 from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
+from zhbert.model.model import IGNORE
 
-IGNORE = -100  # label of positions the loss skips (torch's cross-entropy default)
 EVAL_MASK_PROB = 0.15  # the held-out masking's share of maskable characters, the same for every run
 EVAL_SEED = 20_240_229  # the held-out masking's stream, apart from every training seed
 EvalUnit = Literal["word", "char"]
