@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from zhbert.data.fonts import gb2312_chars, gbk_chars, is_hanzi
+from zhbert.data.font_build import gb2312_chars, gbk_chars
 from zhbert.data.glyphs import GlyphConfig, coverage_report, render_glyph_table
+from zhbert.data.text import is_hanzi
 
 VOCAB_SIZE = 21128
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zhbert.data.fonts import DEFAULT_FONTS_DIR, FontSource, build_font, write_manifest
+from zhbert.data.font_build import FontSource, build_font, write_manifest
+from zhbert.data.fonts import DEFAULT_FONTS_DIR
 
 SOURCES = [
     FontSource(

@@ -12,7 +12,8 @@ import pytest
 from conftest import FIXTURES, take
 
 from zhbert.config import from_dict
-from zhbert.data.prep import PrepConfig, clean_documents, run_prep
+from zhbert.data.clean import clean_documents
+from zhbert.data.prep import PrepConfig, run_prep
 from zhbert.data.readers import InputError
 from zhbert.data.shards import load_shards
 

@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from zhbert.cli import main
 from zhbert.config import ConfigError, load
-from zhbert.data.fonts import DEFAULT_FONTS_DIR, font_cmap, read_manifest, sha256_file, subset_font
+from zhbert.data.font_build import subset_font
+from zhbert.data.fonts import DEFAULT_FONTS_DIR, font_cmap, read_manifest
 from zhbert.data.glyphs import (
     GlyphConfig,
     load_glyph_table,
@@ -20,6 +21,7 @@ from zhbert.data.glyphs import (
     render_preview,
     token_char,
 )
+from zhbert.files import sha256_file
 
 # 陶渊明《桃花源记》(simplified), and the opening of 《千字文》 in traditional script.
 TAOHUAYUAN = (

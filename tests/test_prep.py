@@ -202,3 +202,22 @@ def test_atomic_write_leaves_the_old_file_on_an_error(tmp_path):
         tmp.write_text("half of the new")
         raise RuntimeError("killed")
     assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["vocab.txt"]
+
+
+def test_the_clean_cache_keeps_a_folder_per_config_beside_the_shards(small_corpus, tmp_path):
+    """The clean stage writes to ``clean/<key>/`` beside the shard folder, never into it (so `zhbert vocab char`
+    leaves the shard folder alone), and a second config's documents do not replace the first's."""
+    from zhbert.data.clean import clean_documents
+
+    inputs = [str(small_corpus / "reviews.jsonl")]
+    simplified = PrepConfig(inputs=inputs, output=str(tmp_path / "shards"))
+    traditional = from_dict(PrepConfig, {"inputs": inputs, "output": str(tmp_path / "shards"),
+                                         "normalize": {"t2s": True}})
+    docs_a, stats_a = clean_documents(simplified)
+    _, stats_b = clean_documents(traditional)
+    assert stats_a["key"] != stats_b["key"]
+    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == sorted([stats_a["key"], stats_b["key"]])
+    assert not (tmp_path / "shards").exists()
+    again, stats = clean_documents(simplified)  # read back, not redone
+    assert again.cache_files[0]["filename"] == docs_a.cache_files[0]["filename"] and stats == stats_a
+    assert again.num_rows == docs_a.num_rows > 700

@@ -56,7 +56,8 @@ def cmd_prep_merge(args: argparse.Namespace, rest: list[str]) -> None:
 
 def cmd_vocab_char(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.config import load
-    from zhbert.data.prep import PrepConfig, clean_documents
+    from zhbert.data.clean import clean_documents
+    from zhbert.data.prep import PrepConfig
     from zhbert.data.vocab import CharVocab
 
     out = Path(args.out)

@@ -8,7 +8,7 @@ A work folder (``zhbert demo``, ``zhbert prep`` + ``vocab`` + ``glyphs``) holds 
     <work>/glyphs/        glyphs.npy + glyphs.json
     <work>/shards/        the char view (char and fusion models)
     <work>/shards-word/   the word view (word models)
-    <work>/clean/<hash>/  prep's cleaned-text cache, one folder per cleaning config
+    <work>/clean/<key>/   prep's clean documents, one folder per cleaning config and inputs (data/clean.py)
 
 A pretraining run folder holds ``checkpoints/`` (``latest`` names the newest), ``metrics.jsonl``,
 ``tensorboard/`` and ``export/`` (zhbert/export.py). A comparison's runs folder holds one folder per variant
@@ -94,10 +94,6 @@ class WorkDir:
     def view(self, fmt: str) -> Path:
         """The folder holding the shards of format ``fmt`` (CHAR_VIEW or WORD_VIEW)."""
         return {CHAR_VIEW: self.shards, WORD_VIEW: self.word_shards}[fmt]
-
-    def clean(self, key: str) -> Path:
-        """Prep's cleaned-text cache for the cleaning config hashed to ``key``."""
-        return self.root / "clean" / key
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from zhbert.config import config_hash
-from zhbert.data.prep import PrepConfig, clean_documents, run_prep
+from zhbert.data.clean import clean_documents
+from zhbert.data.prep import PrepConfig, run_prep
 from zhbert.files import sha256_file
 from zhbert.layout import GLYPHS, MANIFEST, PINYIN_VOCAB, TOKENIZER, WORD_VIEW, WORD_VOCAB, WorkDir
 from zhbert.steps import StepCache

@@ -2,9 +2,8 @@
 
 Two stages, each keyed by a hash of what determines its output, so a re-run skips finished work:
 
-1. **clean** (one process, streaming): read → normalise → filter (empty, too short, too few hanzi,
-   excluded, duplicate). Writes ``clean-<hash>.arrow``: the documents every later step sees.
-2. **encode** (``num_proc`` workers, one task per shard): sentences → jieba words → char ids,
+1. **clean** (zhbert/data/clean.py): read → normalise → filter, cached in a folder of its own per key.
+2. **encode** (here; ``num_proc`` workers, one task per shard): sentences → jieba words → char ids,
    word ids, pinyin ids → packed sequences. Each shard is written atomically, so a run killed at any
    moment and re-run produces the same files as an uninterrupted one.
 
@@ -22,25 +21,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from datasets import Features, Value
 from tqdm.auto import tqdm
 
 from zhbert.config import config_hash, to_dict
+from zhbert.data.clean import clean_documents, nothing_kept
 from zhbert.data.encode import DocumentEncoder, PackConfig, describe
-from zhbert.data.filters import DocumentFilter, FilterConfig, read_exclusions
+from zhbert.data.filters import FilterConfig
 from zhbert.data.pinyin import ContextReader, PinyinVocab, Reader, reader_record
 from zhbert.data.readers import (
-    SAMPLE_BYTES,
-    InputError,
     ReadConfig,
-    detect_encoding,
-    expand_inputs,
-    layout_of,
-    read_documents,
 )
 from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.shards import (
-    arrow_stream,
     char_view,
     finalize_folder,
     merge_ranks,
@@ -49,13 +41,10 @@ from zhbert.data.shards import (
     write_arrow,
 )
 from zhbert.data.tally import Tally
-from zhbert.data.text import NormalizeConfig, Normalizer
+from zhbert.data.text import NormalizeConfig
 from zhbert.data.vocab import CharVocab
-from zhbert.files import folder_sha256, read_json, sha256_file, sha256_files, write_json
+from zhbert.files import read_json, sha256_files, write_json
 from zhbert.layout import CHAR_VIEW, MANIFEST, PINYIN_VOCAB, TOKENIZER
-
-CLEAN = Features({"id": Value("string"), "text": Value("string"), "source": Value("string"), "chars": Value("int64")})
-CLEAN_BATCH = 10_000  # documents per write: the clean stage holds one batch in memory, whatever the input size
 
 
 @dataclass
@@ -72,6 +61,10 @@ class PrepConfig:
     """Worker processes for the encode stage (does not change the output)."""
     shard_chars: int = 2_000_000
     """Characters of clean text per shard (and per worker task)."""
+    cache: str = ""
+    """Where the clean stage keeps its documents, one folder per key (the read, normalise and filter settings and
+    the inputs by content), so that several configs coexist; empty: ``clean/`` beside ``output``. Not part of
+    the shards' config hash: it changes where, not what."""
     on_bad_file: Literal["error", "skip"] = "error"
     """A file that is not text (binary, unknown encoding): stop with an error, or skip it and list it
     under refused_files in the manifest."""
@@ -84,76 +77,6 @@ class PrepConfig:
     distilled from g2pM: 96 % on the CPP benchmark) or ``word`` (pypinyin's dictionaries, each jieba word alone:
     87.6 %). See zhbert/data/pinyin.py and benchmarks/pinyin_accuracy.py."""
     pack: PackConfig = field(default_factory=PackConfig)
-
-
-def _my_inputs(cfg: PrepConfig, rank: int, world_size: int) -> list[Path]:
-    if not cfg.inputs:
-        raise ValueError("no inputs: give files or folders on the command line or set inputs in the config")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"--rank {rank} is outside --world-size {world_size}")
-    files = expand_inputs(cfg.inputs)
-    if len(files) < world_size:
-        raise ValueError(f"{len(files)} input file(s) cannot be shared by {world_size} ranks; split them first")
-    return files[rank::world_size]
-
-
-def _check_inputs(files: list[Path], cfg: PrepConfig) -> tuple[list[Path], list[dict[str, str]]]:
-    """Refuse what is not text before any work starts (or list it, with on_bad_file = skip)."""
-    good, refused = [], []
-    for path in files:
-        try:
-            if layout_of(path) in ("txt", "jsonl") and not cfg.read.encoding:
-                with open(path, "rb") as f:
-                    detect_encoding(path, f.read(SAMPLE_BYTES))
-            good.append(path)
-        except InputError as e:
-            if cfg.on_bad_file == "error":
-                raise
-            refused.append({"path": str(path), "reason": str(e)})
-    return good, refused
-
-
-def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tuple[Any, dict[str, Any]]:
-    """Stage 1, cached: this rank's normalised, filtered documents (a memory-mapped Dataset) and the
-    stage's statistics (tally, inputs with sha256, refused files, and the key of all that by content)."""
-    import datasets
-
-    files = _my_inputs(cfg, rank, world_size)
-    files, refused = _check_inputs(files, cfg)
-    inputs = [{"path": str(p), "sha256": sha256_file(p) if p.is_file() else folder_sha256(p)} for p in files]
-    key = config_hash(cfg.read, cfg.normalize, cfg.filter, inputs, sha256_files(cfg.filter.exclude))
-    part = Path(cfg.output) / part_name(rank, world_size)
-    arrow, stats = part / f"clean-{key}.arrow", part / f"clean-{key}.json"
-    if not (arrow.exists() and stats.exists()):
-        part.mkdir(parents=True, exist_ok=True)
-        for stale in part.glob("clean-*"):
-            stale.unlink()
-        normalize = Normalizer(cfg.normalize)
-        keep = DocumentFilter(cfg.filter, read_exclusions(cfg.filter.exclude, normalize))
-        tally = Tally()
-        with arrow_stream(arrow, CLEAN) as write:
-            for i, path in enumerate(files):
-                before = tally.counts["documents_in"]
-                cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
-                for doc in tqdm(read_documents(path, cfg.read, tally), desc=f"clean {path.name}", unit=" docs",
-                                leave=False, mininterval=1):
-                    tally.add("documents_in")
-                    text = normalize(doc["text"])
-                    if reason := keep.reason(text):
-                        tally.drop(reason, doc["id"])
-                        continue
-                    tally.add("documents_kept")
-                    cols["id"].append(doc["id"])
-                    cols["text"].append(text)
-                    cols["source"].append(doc["source"])
-                    cols["chars"].append(len(text) - text.count(" "))
-                    if len(cols["id"]) == CLEAN_BATCH:
-                        write(cols)
-                        cols = {k: [] for k in cols}
-                write(cols)
-                inputs[i]["documents_in"] = tally.counts["documents_in"] - before
-            write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
-    return datasets.Dataset.from_file(str(arrow)), read_json(stats) | {"key": key}
 
 
 # ---- stage 2: encode, one task per shard; the encoder is built once per worker process ----
@@ -224,11 +147,11 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
     docs, clean_stats = clean_documents(cfg, rank, world_size)
     if not docs.num_rows:
-        raise ValueError(f"no documents to encode: {_nothing_kept(clean_stats)}; no shards written")
+        raise ValueError(f"no documents to encode: {nothing_kept(clean_stats)}; no shards written")
     # config_hash: what the data means (same on every rank, checked by the merge), with the files the config
     # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
     # mistaken for finished work.
-    semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output")}
+    semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output", "cache")}
     reader = reader_record(cfg.pinyin)
     run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256, reader,
                            sha256_files(cfg.segment.user_dicts), sha256_files(cfg.filter.exclude))
@@ -295,16 +218,6 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         manifest = merge_ranks(output)
     print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0)
     return manifest
-
-
-def _nothing_kept(clean_stats: dict[str, Any]) -> str:
-    """Why the clean stage kept nothing, in words: what the inputs held, why it was dropped, what was refused."""
-    tally = Tally.from_dict(clean_stats["tally"])
-    why = ", ".join(f"{n:,} {reason}" for reason, n in tally.dropped.items())
-    parts = [f"{', '.join(Path(i['path']).name for i in clean_stats['inputs'])} held "
-             f"{tally.counts['documents_in']:,} document(s)" + (f", all dropped ({why})" if why else "")
-             ] if clean_stats["inputs"] else []
-    return "; ".join(parts + [f"refused {r['reason']}" for r in clean_stats["refused_files"]])
 
 
 def print_summary(manifest: dict[str, Any], folder: Path, seconds: float, up_to_date: bool = False) -> None:
