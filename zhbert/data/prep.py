@@ -44,7 +44,7 @@ from zhbert.data.tally import Tally
 from zhbert.data.text import NormalizeConfig
 from zhbert.data.vocab import CharVocab
 from zhbert.files import read_json, sha256_files, write_json
-from zhbert.layout import CHAR_VIEW, MANIFEST, PINYIN_VOCAB, TOKENIZER
+from zhbert.layout import CHAR_VIEW, DEFAULT_WORK, MANIFEST, PINYIN_VOCAB, TOKENIZER, WorkDir
 
 
 @dataclass
@@ -53,9 +53,9 @@ class PrepConfig:
 
     inputs: list[str] = field(default_factory=list)
     """Input files or folders: .txt, .jsonl, .parquet, or a datasets folder."""
-    output: str = "data/shards"
+    output: str = str(WorkDir(DEFAULT_WORK).shards)
     """Shard folder (created)."""
-    vocab: str = "data/vocab"
+    vocab: str = str(WorkDir(DEFAULT_WORK).vocab)
     """Folder with the char vocab (tokenizer.json) and the pinyin vocab (pinyin_vocab.txt)."""
     num_proc: int = 1
     """Worker processes for the encode stage (does not change the output)."""
@@ -151,9 +151,9 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     # config_hash: what the data means (same on every rank, checked by the merge), with the files the config
     # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
     # mistaken for finished work.
-    semantic = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output", "cache")}
+    shard_config = {k: v for k, v in to_dict(cfg).items() if k not in ("num_proc", "output", "cache")}
     reader = reader_record(cfg.pinyin)
-    run_hash = config_hash(semantic, world_size, vocab.sha256, pinyin.sha256, reader,
+    run_hash = config_hash(shard_config, world_size, vocab.sha256, pinyin.sha256, reader,
                            sha256_files(cfg.segment.user_dicts), sha256_files(cfg.filter.exclude))
     key = config_hash(run_hash, clean_stats["key"])
     output = Path(cfg.output)
@@ -201,7 +201,7 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     counts["chars"] = total_chars
     dropped = tally.dropped
     manifest = {
-        "format": CHAR_VIEW, "config_hash": run_hash, "key": key, "config": semantic, "rank": rank,
+        "format": CHAR_VIEW, "config_hash": run_hash, "key": key, "config": shard_config, "rank": rank,
         "world_size": world_size,
         "vocab": {"char_sha256": vocab.sha256, "char_size": len(vocab),
                   "pinyin_sha256": pinyin.sha256, "pinyin_size": len(pinyin)},

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zhbert.files import read_json
-from zhbert.layout import METRICS
+from zhbert.layout import METRICS, SEED_METRICS, SUMMARY, TRAINING, CompareDir, RunDir, seed_dir
 from zhbert.train.metrics import read_metrics
 
 
@@ -155,18 +155,18 @@ def collect(runs: str | Path) -> Runs:
     missing, warnings = [], []
     pretraining: dict[str, Pretraining] = {}
     for v in names:
-        pre = folder / v / "pretrain"
-        files = [pre / METRICS, pre / "export" / "training.json"]
+        pre = CompareDir(folder).pretrain(v)
+        files = [pre.metrics, pre.export / TRAINING]
         absent = [f for f in files if not f.exists()]
         if absent:
             missing += [f"{v}: {f}" for f in absent]
             continue
-        pretraining[v] = _pretraining(pre, warnings)
+        pretraining[v] = _pretraining(pre.root, warnings)
     scores: dict[str, dict[str, TaskScores]] = {t: {} for t in tasks}
     for t in tasks:
         for v in names + controls:
-            task_dir = folder / v / "finetune" / t
-            absent = [task_dir / f"seed-{s}" / "metrics.json" for s in seeds]
+            task_dir = CompareDir(folder).finetune(v, t)
+            absent = [seed_dir(task_dir, s) / SEED_METRICS for s in seeds]
             absent = [f for f in absent if not f.exists()]
             if absent:
                 missing += [f"{v}: {f}" for f in absent]
@@ -185,7 +185,7 @@ def collect(runs: str | Path) -> Runs:
 
 
 def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
-    training = read_json(pre / "export" / "training.json")
+    training = read_json(RunDir(pre).export / TRAINING)
     cfg = training["config"]
     train, evals = read_metrics(pre, "train"), read_metrics(pre, "eval")
     if not train or not evals:
@@ -215,7 +215,7 @@ def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
 
 
 def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[str]) -> TaskScores:
-    per_seed = {s: read_json(task_dir / f"seed-{s}" / "metrics.json") for s in seeds}
+    per_seed = {s: read_json(seed_dir(task_dir, s) / SEED_METRICS) for s in seeds}
     metrics = {m["metric"] for m in per_seed.values()}
     # finetune scores on test when the test split has labels, else on dev (zhbert/finetune/run.py)
     splits = {"test" if "test" in m else "dev" for m in per_seed.values()}
@@ -223,7 +223,7 @@ def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[st
         raise RunsError(f"{task_dir}: the seeds disagree on the metric or split ({sorted(metrics)}, {sorted(splits)})")
     metric, split = metrics.pop(), splits.pop()
     scores = {s: float(m[split][metric]) for s, m in per_seed.items()}
-    summary_path = task_dir / "summary.json"
+    summary_path = task_dir / SUMMARY
     if summary_path.exists():
         summary = read_json(summary_path)
         theirs = dict(zip(summary["seeds"], summary["per_seed"]))

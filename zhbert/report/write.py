@@ -53,7 +53,7 @@ def write_report(runs: str | Path, out: str | Path) -> Report:
     data = collect(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    comparisons = compare(data)
+    comparisons = against_reference(data)
     gains = pretraining_gains(data)
     fairness = fairness_notes(data)
     table = results_table(data)
@@ -66,7 +66,7 @@ def write_report(runs: str | Path, out: str | Path) -> Report:
     return Report(data, comparisons, gains, fairness, table, markdown, out, [md_path, json_path, *pngs])
 
 
-def compare(runs: Runs) -> list[Comparison]:
+def against_reference(runs: Runs) -> list[Comparison]:
     """Every variant against the reference, task by task, paired by seed."""
     return [paired(runs, task, v.name, runs.reference) for task in runs.tasks for v in runs.variants
             if v.name != runs.reference]

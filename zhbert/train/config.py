@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from zhbert.config import ConfigError
-from zhbert.layout import WorkDir
+from zhbert.layout import DEFAULT_WORK, WorkDir
 from zhbert.model.config import ModelConfig
 from zhbert.train.masking import MaskingConfig
 
@@ -17,7 +17,7 @@ from zhbert.train.masking import MaskingConfig
 class DataConfig:
     """Where the prepared data is (`zhbert demo`, or `zhbert prep`, `zhbert vocab`, `zhbert glyphs`)."""
 
-    work: str = "data/demo"
+    work: str = DEFAULT_WORK
     """The work folder (zhbert/layout.py) that ``shards``, ``vocab`` and ``glyphs`` default to parts of."""
     shards: str = ""
     """Shard folder; empty: the view the model kind trains on in ``work`` (``ModelConfig.inputs``: shards/, the

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zhbert.layout import METRICS
+from zhbert.layout import METRICS, TENSORBOARD
 
 
 class MetricsLog:
@@ -24,7 +24,7 @@ class MetricsLog:
             if tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(folder / "tensorboard"))
+                self.writer = SummaryWriter(str(folder / TENSORBOARD))
 
     def write(self, kind: str, step: int, **values: Any) -> None:
         if not self.enabled:

@@ -33,6 +33,7 @@ from zhbert.config import config_hash, to_dict
 from zhbert.device import to_device
 from zhbert.export import save_export
 from zhbert.files import write_json
+from zhbert.layout import RunDir
 from zhbert.model import ModelOutput, ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
@@ -107,8 +108,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     """Train as configured; returns the export folder. Runs as one rank of whatever launched it."""
     # everything that can be wrong with the inputs is found before DeepSpeed starts
     accumulation = cfg.accumulation(int(os.environ.get("WORLD_SIZE", "1")))  # launchers set WORLD_SIZE
-    out, checkpoints = Path(cfg.output), Path(cfg.output) / "checkpoints"
-    if not resume and (checkpoints / "latest").exists():
+    run = RunDir(cfg.output)
+    out, checkpoints = run.root, run.checkpoints
+    if not resume and run.latest.exists():
         raise RuntimeError(f"{out} already has checkpoints: pass --resume to continue that run, or choose "
                            "another output")
     inputs = check_inputs(cfg)
@@ -215,7 +217,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if any(f != fingerprints[0] for f in fingerprints):  # every rank checks, so every rank stops
         raise RuntimeError(f"the ranks hold different models at the end: {fingerprints}")
     memory = ds.all_gather_object(ds.state_bytes(engine))
-    export = out / "export"
+    export = run.export
 
     def write_export() -> None:
         final = _build_model(model_cfg, glyphs, vocabs)
