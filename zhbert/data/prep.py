@@ -167,6 +167,7 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
         print_summary(manifest, output if world_size == 1 else part, time.perf_counter() - t0, up_to_date=True)
         return manifest
 
+    part.mkdir(parents=True, exist_ok=True)
     for marker in (part / MANIFEST, output / MANIFEST):  # the folder stops looking finished until it is again
         marker.unlink(missing_ok=True)
     # the encoder is built here once; forked workers inherit it with its dictionaries loaded
