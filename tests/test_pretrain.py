@@ -374,6 +374,8 @@ def runs(built_data, tmp_path_factory) -> dict[str, Path]:
     out = {}
     for stage in (1, 2, 3):
         out[f"zero{stage}"] = root / f"zero{stage}"
+        for stale in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{29510 + stage}_*"):  # an older run's
+            stale.unlink()
         finish(launch(deepspeed_cmd(29510 + stage, tiny(built_data, out[f"zero{stage}"], **{
             "engine.zero_stage": stage}))))
     return out
@@ -396,6 +398,8 @@ def test_zero_stages_train_on_two_ranks_that_agree(runs, stage):
     fraction = training["real_token_fraction"]
     assert 0 < fraction < 1 and fraction == pytest.approx(training["tokens"] / training["positions"])
     assert all(0 < r["real_token_fraction"] <= 1 for r in read_metrics(run, "train"))
+    # DeepSpeed's CPU allreduce buffers (66 MB of RAM each in /dev/shm) do not outlive the run
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{29510 + stage}_*"))
     if stage > 1:  # ZeRO-1 and -2 compute the same updates; ZeRO-3 the same up to float order
         reference = losses(runs["zero1"])
         assert all(train[s] == pytest.approx(reference[s], rel=0 if stage == 2 else 1e-4) for s in train)

@@ -186,6 +186,17 @@ def barrier() -> None:
     dist.barrier()
 
 
+def release_shm_buffer() -> None:
+    """Unlink this rank's DeepSpeed CPU allreduce buffer, once the rank is past its last collective. DeepSpeed's shm
+    allreduce (csrc/cpu/comm/shm.cpp, 0.19) creates ``/dev/shm/deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>``
+    (66 MB) for every rank and never unlinks it, so each CPU run left 66 MB of RAM per rank in /dev/shm for good:
+    20 GB on this box after a day of tests. The peers mapped the file when the group started, and a mapping outlives
+    its name. Nothing to do where the file does not exist (CUDA, or another accelerator)."""
+    name = (f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR')}_{os.environ.get('MASTER_PORT')}"
+            f"_{dist.get_rank()}")
+    Path("/dev/shm", name).unlink(missing_ok=True)
+
+
 def end_rank() -> NoReturn:
     """End a launched rank whose run is complete (every file closed, the last barrier passed) without interpreter
     shutdown, the only step left that can still abort it (see ``barrier``): flush what Python buffers, then
