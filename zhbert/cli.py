@@ -117,6 +117,13 @@ def cmd_pretrain(args: argparse.Namespace, rest: list[str]) -> None:
         end_rank()
 
 
+def cmd_export(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.hf.export import export_hf
+
+    out = export_hf(args.model, args.out)
+    print(f"Hugging Face folder: {out}")
+
+
 def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.config import load
     from zhbert.finetune.run import FinetuneConfig, finetune
@@ -238,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--config", type=Path, required=True, help="configs/pretrain/<name>.toml")
     pretrain.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output")
     pretrain.set_defaults(func=cmd_pretrain, overrides=True)
+
+    export = verbs.add_parser("export", help="an export folder → a Hugging Face folder (char: BertForMaskedLM and its "
+                              "tokenizer; word, fusion: trust_remote_code)")
+    export.add_argument("model", help="an export folder (what `zhbert pretrain` writes to OUTPUT/export)")
+    export.add_argument("--out", type=Path, required=True, help="the Hugging Face folder to write")
+    export.set_defaults(func=cmd_export)
 
     finetune = verbs.add_parser(
         "finetune", help="fine-tune an export folder on a CLUE-style task (one run per seed)",
