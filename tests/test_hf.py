@@ -13,15 +13,21 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_pretrain import ROOT, tiny
+from test_convert import randomise
+from test_pretrain import ROOT, finish, launch, tiny
 
 from zhbert.cli import main
 from zhbert.config import load
+from zhbert.data.masking import MaskingCollator
 from zhbert.export import load_export
 from zhbert.hf.export import export_hf
+from zhbert.hf.init import init_from_hf
 from zhbert.hf.inputs import encode
-from zhbert.model import ZhBertForPretraining
+from zhbert.model import ModelConfig, ZhBertForPretraining
 from zhbert.train.config import PretrainConfig
+from zhbert.train.data import PretrainData, check_inputs
+from zhbert.train.loader import train_batches
+from zhbert.train.metrics import read_metrics
 
 transformers = pytest.importorskip("transformers")
 
@@ -132,3 +138,97 @@ def test_word_and_fusion_exports_load_as_remote_code(exports, small_corpus, tmp_
         logits = model(**batch).logits
     real = batch["attention_mask"].bool()
     assert torch.allclose(tensors["logits"][real], logits[real], atol=1e-5)
+
+
+def bert_folder(folder: Path, tokens: list[str], **sizes: int) -> transformers.BertForMaskedLM:
+    """A BERT with random weights everywhere (test_convert.randomise), saved as transformers saves it
+    (safetensors), with ``tokens`` as its vocab.txt."""
+    config = transformers.BertConfig(vocab_size=len(tokens), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                     **sizes)
+    bert = randomise(transformers.BertForMaskedLM(config)).eval()
+    bert.save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return bert
+
+
+TINY_CHAR = ROOT / "configs" / "pretrain" / "tiny-char.toml"
+TINY_SIZES = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                  max_position_embeddings=128)  # configs/model/tiny-char.toml
+
+
+@pytest.mark.slow
+def test_pretrain_init_starts_from_the_bert_and_resume_keeps_the_checkpoint(built_data, tmp_path):
+    """The first step's loss is the BERT's own loss on that step's batches. Its vocab.txt lists the run's tokens in
+    another order, so rows must be matched by string, not by id."""
+    tokens = check_inputs(load(PretrainConfig, TINY_CHAR, tiny(built_data, tmp_path / "x", TINY_CHAR))).vocabs.tokens
+    order = tokens[:104] + tokens[104:][::-1]  # the specials where BERT has them, every char moved
+    bert = bert_folder(tmp_path / "bert", order, **TINY_SIZES)
+    run = tmp_path / "run"
+    args = tiny(built_data, run, TINY_CHAR, steps=1, eval_every=1, save_every=1,
+                **{"model.hidden_dropout": 0.0, "model.attention_dropout": 0.0})
+    cli = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_CHAR), *args]
+    out = finish(launch([*cli, "--init", str(tmp_path / "bert")]))
+    assert f"{len(tokens):,} of {len(tokens):,} char rows" in out
+    first = read_metrics(run, "train")[0]["loss"]
+
+    cfg = load(PretrainConfig, TINY_CHAR, args)
+    inputs = check_inputs(cfg)
+    collator = MaskingCollator(cfg.masking, inputs.vocabs.char, inputs.vocabs.pinyin, inputs.vocabs.tokens,
+                               inputs.text.context_reader())
+    to_bert = torch.tensor([order.index(t) for t in tokens])  # run id → BERT id
+    torch.manual_seed(cfg.seed)
+    fresh = ZhBertForPretraining(inputs.model).eval()  # what the run would have started from without --init
+    losses, fresh_losses = [], []
+    for batch in train_batches(PretrainData(cfg, 0, 1), collator, 0, 1, cfg.accumulation(1), "cpu"):
+        labels = torch.where(batch["labels"] >= 0, to_bert[batch["labels"].clamp(min=0)], batch["labels"])
+        with torch.no_grad():
+            losses.append(bert(input_ids=to_bert[batch["input_ids"]], attention_mask=batch["attention_mask"],
+                               token_type_ids=batch.get("token_type_ids"), labels=labels).loss.item())
+            fresh_losses.append(fresh(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss.item())
+    expected, unexpected = sum(losses) / len(losses), sum(fresh_losses) / len(fresh_losses)
+    assert abs(first - expected) < 1e-4 * expected and abs(first - unexpected) > 0.1
+
+    # resuming keeps the checkpoint's weights: --init (here a folder that is not there) is not read
+    finish(launch([*cli, "--steps=2", "--resume", "--init", str(tmp_path / "nowhere")]))
+    assert [r["step"] for r in read_metrics(run, "train")] == [1, 2]
+
+
+def test_init_takes_the_shared_parts_of_word_and_fusion_models(tmp_path):
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "中", "国", "人", "好"]
+    theirs = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "好", "人", "中", "外"]  # no 国; 外 not in the run
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=16)
+    bert = bert_folder(tmp_path / "bert", theirs, **sizes)
+    hf = bert.state_dict()
+    base = dict(vocab_size=len(tokens), hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                max_position=16)
+    fusion = ModelConfig(embedding="fusion", pinyin_vocab_size=5, num_fonts=2, glyph_size=8, **base)
+    models = {"word": ZhBertForPretraining(ModelConfig(embedding="word", word_vocab_size=12, **base)),
+              "fusion": ZhBertForPretraining(fusion, glyphs=torch.randint(0, 255, (9, 2, 8, 8), dtype=torch.uint8),
+                                             pinyin_letters=torch.zeros(5, 7, dtype=torch.long))}
+    for kind, model in models.items():
+        fresh = {k: v.clone() for k, v in model.state_dict().items()}
+        assert "8 of 9 char rows" in init_from_hf(model, tmp_path / "bert", tokens)
+        now = model.state_dict()
+        rows, mine = now["bert.embeddings.tokens.weight"], [5, 7, 8]  # 中 人 好 → BERT's 7 6 5
+        assert torch.equal(rows[mine], hf["bert.embeddings.word_embeddings.weight"][[7, 6, 5]])
+        assert torch.equal(now["mlm.bias"][mine], hf["cls.predictions.bias"][[7, 6, 5]])
+        assert torch.equal(rows[6], fresh["bert.embeddings.tokens.weight"][6]) and now["mlm.bias"][6] == 0  # 国
+        assert torch.equal(rows[9:], fresh["bert.embeddings.tokens.weight"][9:])  # the word model's words
+        assert torch.equal(now["bert.encoder.blocks.1.mlp.fc.weight"],
+                           hf["bert.encoder.layer.1.intermediate.dense.weight"])
+        assert torch.equal(now["bert.embeddings.positions.weight"], hf["bert.embeddings.position_embeddings.weight"])
+        assert torch.equal(now["mlm.ln.weight"], hf["cls.predictions.transform.LayerNorm.weight"])
+        kept = [k for k in now if k.startswith(("bert.embeddings.glyph_net", "bert.embeddings.pinyin_net",
+                                                "bert.embeddings.fuse"))]
+        assert (kind == "fusion") == bool(kept) and all(torch.equal(now[k], fresh[k]) for k in kept)
+
+    bert_folder(tmp_path / "big", theirs, **(sizes | {"hidden_size": 64}))
+    with pytest.raises(ValueError, match="hidden_size 32 vs 64"):
+        init_from_hf(models["word"], tmp_path / "big", tokens)
+    (tmp_path / "bert" / "vocab.txt").unlink()
+    with pytest.raises(ValueError, match="no vocab.txt to match them by string"):
+        init_from_hf(models["word"], tmp_path / "bert", tokens[:-1])
+    (tmp_path / "bert" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="safetensors only"):
+        init_from_hf(models["word"], tmp_path / "bert", tokens)

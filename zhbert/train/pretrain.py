@@ -34,6 +34,7 @@ from zhbert.data.files import write_json
 from zhbert.data.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
 from zhbert.device import to_device
 from zhbert.export import save_export
+from zhbert.hf.init import init_from_hf
 from zhbert.model import ModelOutput, ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
@@ -128,6 +129,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = _build_model(model_cfg, glyphs, vocabs)
+    if cfg.init and not (checkpoints / "latest").exists():  # a fresh run; a resumed one loads its checkpoint
+        started = init_from_hf(model, cfg.init, vocabs.char.tokens)
+        if lead:
+            print(started, flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     pack_len = cfg.data.pack_len or model_cfg.max_position
     # a packed token attends over the whole packed length; an unpacked one over its row (padding aside)
