@@ -226,6 +226,10 @@ def test_init_takes_the_shared_parts_of_word_and_fusion_models(tmp_path):
     bert_folder(tmp_path / "big", theirs, **(sizes | {"hidden_size": 64}))
     with pytest.raises(ValueError, match="hidden_size 32 vs 64"):
         init_from_hf(models["word"], tmp_path / "big", tokens)
+    config = json.loads((tmp_path / "big" / "config.json").read_text(encoding="utf-8"))
+    (tmp_path / "big" / "config.json").write_text(json.dumps(config | {"model_type": "roberta"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="only BERT folders"):
+        init_from_hf(models["word"], tmp_path / "big", tokens)
     (tmp_path / "bert" / "vocab.txt").unlink()
     with pytest.raises(ValueError, match="no vocab.txt to match them by string"):
         init_from_hf(models["word"], tmp_path / "bert", tokens[:-1])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from zhbert.data.files import read_json
 from zhbert.model import ZhBertForPretraining
 from zhbert.model.convert import from_hf_folder
 
@@ -33,6 +34,10 @@ def init_from_hf(model: ZhBertForPretraining, folder: str | Path, tokens: list[s
     if not (folder / "model.safetensors").exists():
         raise FileNotFoundError(f"{folder}: no model.safetensors (--init reads safetensors only, never pickled "
                                 "pytorch_model.bin; convert it with transformers' save_pretrained)")
+    model_type = read_json(folder / "config.json").get("model_type")
+    if model_type != "bert":
+        raise ValueError(f"--init {folder}: model_type {model_type!r}; only BERT folders (model_type 'bert') map "
+                         "onto zhbert's trunk")
     bert = from_hf_folder(folder)
     ours, theirs = model.cfg, bert.cfg
     differ = [f"{name} {getattr(ours, name)} vs {getattr(theirs, name)}" for name in SHAPE
