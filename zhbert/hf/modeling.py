@@ -37,11 +37,10 @@ class ZhBertForMaskedLM(PreTrainedModel):
     """zhbert's pretraining model (``self.zhbert``), MLM logits over every position. Inputs: ``input_ids`` (word
     ids for a word model), ``attention_mask``, ``token_type_ids`` and, for fusion, ``pinyin_ids``.
 
-    The fusion tables (glyph bitmaps, pinyin letters) are buffers loaded from model.safetensors; the placeholders
-    built here only give them their shapes (on the CPU, where Transformers would build the model on the meta
-    device: zhbert computes from the glyph table when it is built). The
-    glyph centring reference, which zhbert derives from the table and does not save, is saved here, since a
-    buffer that is not in the file comes back uninitialised."""
+    The fusion tables (glyph bitmaps, pinyin letters) are buffers loaded from model.safetensors; the zero tables
+    built here only give them their shapes. The model is built on the CPU, not on the meta device Transformers
+    builds on, because zhbert computes the glyph centring reference from the table as it builds. That reference,
+    which zhbert does not save, is saved here: a buffer missing from the file would come back uninitialised."""
 
     config_class = ZhBertConfig
     main_input_name = "input_ids"
