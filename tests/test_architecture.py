@@ -21,9 +21,10 @@ ALLOWED = {
     "train": {"data", "model", "export"},
     "finetune": {"data", "model", "export", "train.optim"},
     "report": {"train.metrics"},
+    "hf": {"data", "model", "export", "finetune"},
     "compare": {"data", "model", "export", "train", "finetune", "report"},
     "demo": {"data", "model", "export", "train", "finetune", "report", "compare"},
-    "cli": {"data", "model", "export", "train", "finetune", "report", "compare", "demo"},
+    "cli": {"data", "model", "export", "train", "finetune", "report", "compare", "demo", "hf"},
     "__main__": {"cli"},
 }
 

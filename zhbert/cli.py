@@ -112,11 +112,19 @@ def cmd_pretrain(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.train.config import PretrainConfig
     from zhbert.train.pretrain import pretrain
 
-    pretrain(load(PretrainConfig, args.config, _split_overrides(rest)), resume=args.resume)
+    flags = [override("init", str(args.init))] if args.init else []
+    pretrain(load(PretrainConfig, args.config, _split_overrides(rest) + flags), resume=args.resume)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one rank of a launch: end it past interpreter shutdown
         from zhbert.train.engine import end_rank
 
         end_rank()
+
+
+def cmd_export(args: argparse.Namespace, rest: list[str]) -> None:
+    from zhbert.hf.export import export_hf
+
+    out = export_hf(args.model, args.out)
+    print(f"Hugging Face folder: {out}")
 
 
 def cmd_finetune(args: argparse.Namespace, rest: list[str]) -> None:
@@ -239,7 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     pretrain.add_argument("--config", type=Path, required=True, help="configs/pretrain/<name>.toml")
     pretrain.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output")
+    pretrain.add_argument("--init", type=Path, default=None,
+                          help="start a fresh run from a Hugging Face BERT folder (config: init)")
     pretrain.set_defaults(func=cmd_pretrain, overrides=True)
+
+    export = verbs.add_parser("export", help="an export folder → a Hugging Face folder (char: BertForMaskedLM and its "
+                              "tokenizer; word, fusion: trust_remote_code)")
+    export.add_argument("model", help="an export folder (what `zhbert pretrain` writes to OUTPUT/export)")
+    export.add_argument("--out", type=Path, required=True, help="the Hugging Face folder to write")
+    export.set_defaults(func=cmd_export)
 
     finetune = verbs.add_parser(
         "finetune", help="fine-tune an export folder on a CLUE-style task (one run per seed)",

@@ -37,6 +37,7 @@ from zhbert.layout import RunDir
 from zhbert.model import ModelOutput, ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
+from zhbert.model.hf_init import init_from_hf
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, Vocabs, check_inputs, describe_row
 from zhbert.train.loader import step_inputs, train_batches
@@ -130,6 +131,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = _build_model(model_cfg, glyphs, vocabs)
+    if cfg.init and not (checkpoints / "latest").exists():  # a fresh run; a resumed one loads its checkpoint
+        started = init_from_hf(model, cfg.init, vocabs.char.tokens)
+        if lead:
+            print(started, flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     pack_len = cfg.data.pack_len or model_cfg.max_position
     # a packed token attends over the whole packed length; an unpacked one over its row (padding aside)
