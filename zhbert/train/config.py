@@ -127,8 +127,8 @@ class PretrainConfig:
     """Also write the metrics as TensorBoard events under ``output/tensorboard``."""
     init: str = ""
     """A Hugging Face BERT folder (``BertForMaskedLM`` / ``BertForPreTraining``, safetensors) to start a fresh run
-    from: the trunk, MLM head and char rows (matched by token string through its vocab.txt); see zhbert/model/hf_init.py.
-    A resumed run continues from its checkpoint instead."""
+    from: the trunk, MLM head and char rows (matched by token string through its vocab.txt); see
+    zhbert/model/hf_init.py. A resumed run continues from its checkpoint instead."""
 
     def __post_init__(self) -> None:
         work = WorkDir(self.data.work)
