@@ -14,7 +14,7 @@ Built from zhbert's own tables, for spelling-correction data and homophone / loo
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -55,3 +55,12 @@ def look_alikes(tokens: list[str], pixels: np.ndarray, k: int = 8, block: int = 
         for i, near in enumerate(np.take_along_axis(top, order, axis=1)):
             out[tokens[rows[s + i]]] = [tokens[rows[j]] for j in near]
     return out
+
+
+def merged(*sets: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """One confusion set out of several (homophones and look-alikes, say): char → the union of its candidates."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for s in sets:
+        for c, candidates in s.items():
+            out[c] |= set(candidates)
+    return dict(out)
