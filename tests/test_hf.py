@@ -15,7 +15,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from test_convert import randomise
 from test_pretrain import ROOT, finish, launch, tiny
-from zhbert.data.masking import MaskingCollator
 
 from zhbert.cli import main
 from zhbert.config import load
@@ -27,6 +26,7 @@ from zhbert.model.hf_init import init_from_hf
 from zhbert.train.config import PretrainConfig
 from zhbert.train.data import PretrainData, check_inputs
 from zhbert.train.loader import train_batches
+from zhbert.train.masking import MaskingCollator
 from zhbert.train.metrics import read_metrics
 
 transformers = pytest.importorskip("transformers")
