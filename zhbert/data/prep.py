@@ -165,6 +165,7 @@ def _shard_plan(chars: list[int], shard_chars: int) -> list[tuple[int, int]]:
 def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Run both stages for this rank; returns the (merged, when world_size is 1) manifest."""
     t0 = time.perf_counter()
+    vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)  # a missing vocab stops the run first
     docs, clean_stats = clean_documents(cfg, rank, world_size)
     if not docs.num_rows:
         raise ValueError(f"no documents to encode: {nothing_kept(clean_stats)}; no shards written")
@@ -173,8 +174,8 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     def rows(start: int, end: int) -> DocumentRows:
         return DocumentRows(((clean_file, np.arange(start, end)),))
 
-    return encode_documents(cfg, clean_stats, docs.data.column("chars").to_pylist(), rows, _run_local, t0,
-                            rank, world_size)
+    return encode_documents(cfg, vocab, pinyin, clean_stats, docs.data.column("chars").to_pylist(), rows,
+                            _run_local, t0, rank, world_size)
 
 
 def _run_local(cfg: PrepConfig, tasks: list[ShardTask]) -> Iterator[tuple[ShardTask, dict[str, Any]]]:
@@ -189,13 +190,12 @@ def _run_local(cfg: PrepConfig, tasks: list[ShardTask]) -> Iterator[tuple[ShardT
             yield futures[fut], fut.result()
 
 
-def encode_documents(cfg: PrepConfig, clean_stats: dict[str, Any], chars: list[int],
-                     rows: Callable[[int, int], DocumentRows], engine: Engine, t0: float, rank: int = 0,
-                     world_size: int = 1) -> dict[str, Any]:
+def encode_documents(cfg: PrepConfig, vocab: CharVocab, pinyin: PinyinVocab, clean_stats: dict[str, Any],
+                     chars: list[int], rows: Callable[[int, int], DocumentRows], engine: Engine, t0: float,
+                     rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Stage 2 for this rank, whatever ran stage 1: the clean documents are ``rows(start, end)`` (in input order,
     ``chars`` each), the clean stage's tally, inputs and key are ``clean_stats``; ``engine`` runs the shard
     tasks. Writes the part folder and its manifest (merged when world_size is 1) and returns that manifest."""
-    vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
     # config_hash: what the data means (same on every rank, checked by the merge), with the files the config
     # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
     # mistaken for finished work.
