@@ -8,7 +8,9 @@ Two stages, each keyed by a hash of what determines its output, so a re-run skip
    moment and re-run produces the same files as an uninterrupted one.
 
 With ``--rank/--world-size`` each machine takes every world_size-th input file and writes its own
-``part-RRRR-of-WWWW`` folder; `zhbert prep-merge` (automatic when world_size is 1) joins them.
+``part-RRRR-of-WWWW`` folder; `zhbert prep-merge` (automatic when world_size is 1) joins them. On a Ray cluster
+(zhbert/data/ray_prep.py) both stages run as the cluster's tasks, dedup across the whole input, and the
+output is this module's for the same inputs (`encode_documents` with another engine).
 """
 
 from __future__ import annotations
