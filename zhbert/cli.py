@@ -36,7 +36,14 @@ def cmd_prep(args: argparse.Namespace, rest: list[str]) -> None:
     from zhbert.data.prep import PrepConfig, run_prep
 
     cfg = load(PrepConfig, args.config, _split_overrides(rest) + _prep_flag_overrides(args))
-    run_prep(cfg, rank=args.rank, world_size=args.world_size)
+    if args.engine == "local":
+        run_prep(cfg, rank=args.rank, world_size=args.world_size)
+        return
+    if (args.rank, args.world_size) != (0, 1):
+        raise ConfigError("--engine ray shares the whole input over the cluster itself; drop --rank/--world-size")
+    from zhbert.data.ray_prep import run_prep_on_ray
+
+    run_prep_on_ray(cfg, args.ray_address)
 
 
 def _prep_flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -197,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep_flags(prep)
     prep.add_argument("--rank", type=int, default=0, help="this machine's slice of the input files")
     prep.add_argument("--world-size", type=int, default=1, help="how many machines share the input files")
+    prep.add_argument("--engine", choices=("local", "ray"), default="local",
+                      help="local: this machine (default); ray: the tasks of a Ray cluster, dedup across all inputs")
+    prep.add_argument("--ray-address", default=None,
+                      help="with --engine ray: the cluster's head, host:port (default: RAY_ADDRESS, the cluster "
+                           "`ray start` made on this machine, else a new one-machine cluster)")
     prep.set_defaults(func=cmd_prep, overrides=True)
 
     merge = verbs.add_parser("prep-merge", help="merge the manifests of several --rank/--world-size runs")

@@ -7,6 +7,7 @@ and two configs keep a folder each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ CLEAN = Features({"id": Value("string"), "text": Value("string"), "source": Valu
 CLEAN_BATCH = 10_000  # documents per write: the clean stage holds one batch in memory, whatever the input size
 
 
-def _my_inputs(cfg: PrepConfig, rank: int, world_size: int) -> list[Path]:
+def input_files(cfg: PrepConfig, rank: int, world_size: int) -> list[Path]:
+    """This rank's input files: every world_size-th of the expanded inputs."""
     if not cfg.inputs:
         raise ValueError("no inputs: give files or folders on the command line or set inputs in the config")
     if not 0 <= rank < world_size:
@@ -39,7 +41,7 @@ def _my_inputs(cfg: PrepConfig, rank: int, world_size: int) -> list[Path]:
     return files[rank::world_size]
 
 
-def _check_inputs(files: list[Path], cfg: PrepConfig) -> tuple[list[Path], list[dict[str, str]]]:
+def check_inputs(files: list[Path], cfg: PrepConfig) -> tuple[list[Path], list[dict[str, str]]]:
     """Refuse what is not text before any work starts (or list it, with on_bad_file = skip)."""
     good, refused = [], []
     for path in files:
@@ -60,10 +62,9 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
     stage's statistics (tally, inputs with sha256, refused files, and the key of all that by content)."""
     import datasets
 
-    files = _my_inputs(cfg, rank, world_size)
-    files, refused = _check_inputs(files, cfg)
-    inputs = [{"path": str(p), "sha256": sha256_file(p) if p.is_file() else folder_sha256(p)} for p in files]
-    key = config_hash(cfg.read, cfg.normalize, cfg.filter, inputs, sha256_files(cfg.filter.exclude))
+    files, refused = check_inputs(input_files(cfg, rank, world_size), cfg)
+    inputs = [{"path": str(p), "sha256": input_sha256(p)} for p in files]
+    key = clean_key(cfg, inputs)
     folder = cache_folder(cfg) / key
     arrow, stats = folder / "documents.arrow", folder / "stats.json"
     if not (arrow.exists() and stats.exists()):
@@ -74,26 +75,43 @@ def clean_documents(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> tupl
         with arrow_stream(arrow, CLEAN) as write:
             for i, path in enumerate(files):
                 before = tally.counts["documents_in"]
-                cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
-                for doc in tqdm(read_documents(path, cfg.read, tally), desc=f"clean {path.name}", unit=" docs",
-                                leave=False, mininterval=1):
-                    tally.add("documents_in")
-                    text = normalize(doc["text"])
-                    if reason := keep.reason(text):
-                        tally.drop(reason, doc["id"])
-                        continue
-                    tally.add("documents_kept")
-                    cols["id"].append(doc["id"])
-                    cols["text"].append(text)
-                    cols["source"].append(doc["source"])
-                    cols["chars"].append(len(text) - text.count(" "))
-                    if len(cols["id"]) == CLEAN_BATCH:
-                        write(cols)
-                        cols = {k: [] for k in cols}
-                write(cols)
+                clean_file(path, cfg, normalize, keep, tally, write)
                 inputs[i]["documents_in"] = tally.counts["documents_in"] - before
             write_json(stats, {"tally": tally.to_dict(), "inputs": inputs, "refused_files": refused})
     return datasets.Dataset.from_file(str(arrow)), read_json(stats) | {"key": key}
+
+
+def clean_file(path: Path, cfg: PrepConfig, normalize: Normalizer, keep: DocumentFilter, tally: Tally,
+               write: Callable[[dict[str, list]], None]) -> None:
+    """One input's documents, normalised, those ``keep`` passes written in order (a batch at a time); every
+    document read and every drop counted in ``tally``."""
+    cols: dict[str, list] = {"id": [], "text": [], "source": [], "chars": []}
+    for doc in tqdm(read_documents(path, cfg.read, tally), desc=f"clean {path.name}", unit=" docs", leave=False,
+                    mininterval=1):
+        tally.add("documents_in")
+        text = normalize(doc["text"])
+        if reason := keep.reason(text):
+            tally.drop(reason, doc["id"])
+            continue
+        tally.add("documents_kept")
+        cols["id"].append(doc["id"])
+        cols["text"].append(text)
+        cols["source"].append(doc["source"])
+        cols["chars"].append(len(text) - text.count(" "))
+        if len(cols["id"]) == CLEAN_BATCH:
+            write(cols)
+            cols = {k: [] for k in cols}
+    write(cols)
+
+
+def input_sha256(path: Path) -> str:
+    return sha256_file(path) if path.is_file() else folder_sha256(path)
+
+
+def clean_key(cfg: PrepConfig, inputs: list[dict[str, str]]) -> str:
+    """What determines the clean documents: the read, normalise and filter settings, the inputs (path and
+    sha256, in order) and the exclusion lists by content."""
+    return config_hash(cfg.read, cfg.normalize, cfg.filter, inputs, sha256_files(cfg.filter.exclude))
 
 
 def cache_folder(cfg: PrepConfig) -> Path:

@@ -11,6 +11,8 @@ from zhbert.data.readers import ReadConfig, read_documents
 from zhbert.data.tally import Tally
 from zhbert.data.text import Normalizer, hanzi_count, split_sentences
 
+TEXT_KEY_BYTES = 12
+
 
 @dataclass
 class FilterConfig:
@@ -46,11 +48,16 @@ class DocumentFilter:
         if self.excluded and (text in self.excluded or not self.excluded.isdisjoint(split_sentences(text))):
             return "excluded"
         if self.cfg.dedup:
-            key = hashlib.blake2b(text.encode(), digest_size=12).digest()
+            key = text_key(text)
             if key in self._seen:
                 return "duplicate"
             self._seen.add(key)
         return None
+
+
+def text_key(text: str) -> bytes:
+    """What exact deduplication compares: 12 bytes of blake2b of the normalised text."""
+    return hashlib.blake2b(text.encode(), digest_size=TEXT_KEY_BYTES).digest()
 
 
 def read_exclusions(paths: list[str] | list[Path], normalize: Normalizer) -> set[str]:

@@ -8,13 +8,16 @@ Two stages, each keyed by a hash of what determines its output, so a re-run skip
    moment and re-run produces the same files as an uninterrupted one.
 
 With ``--rank/--world-size`` each machine takes every world_size-th input file and writes its own
-``part-RRRR-of-WWWW`` folder; `zhbert prep-merge` (automatic when world_size is 1) joins them.
+``part-RRRR-of-WWWW`` folder; `zhbert prep-merge` (automatic when world_size is 1) joins them. On a Ray cluster
+(zhbert/data/ray_prep.py) both stages run as the cluster's tasks, dedup across the whole input, and the
+output is this module's for the same inputs (`encode_documents` with another engine).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,9 +101,30 @@ def _encoder(cfg: PrepConfig) -> DocumentEncoder:
     return _ENCODERS[key]
 
 
-def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: int, end: int,
-                  key: str) -> dict[str, Any]:
-    """Encode documents [start, end) into ``data-<index>.arrow`` unless a finished copy exists."""
+@dataclass(frozen=True)
+class DocumentRows:
+    """The clean documents one shard encodes: rows of Arrow files of clean documents (zhbert/data/clean.py's
+    columns), in order. Paths, not data: the worker that encodes the shard reads them itself."""
+
+    pieces: tuple[tuple[str, np.ndarray], ...]
+    """(file, row numbers in it)"""
+
+    def read(self) -> tuple[list[str], list[str]]:
+        """(ids, texts)"""
+        import pyarrow as pa
+
+        table = pa.concat_tables([read_arrow(Path(file)).take(rows) for file, rows in self.pieces])
+        return table.column("id").to_pylist(), table.column("text").to_pylist()
+
+
+ShardTask = tuple[PrepConfig, DocumentRows, Path, int, str]
+"""`encode_shard`'s arguments: config, documents, part folder, shard index, key."""
+Engine = Callable[[PrepConfig, list[ShardTask]], Iterator[tuple[ShardTask, dict[str, Any]]]]
+"""Runs the shard tasks (in any order) and yields each with the stats `encode_shard` returned."""
+
+
+def encode_shard(cfg: PrepConfig, documents: DocumentRows, part: Path, index: int, key: str) -> dict[str, Any]:
+    """Encode ``documents`` into ``data-<index>.arrow`` unless a finished copy exists."""
     import pyarrow as pa
 
     out, stats_path = part / f"data-{index:05d}.arrow", part / f"data-{index:05d}.json"
@@ -109,8 +133,7 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
         if stats.get("key") == key:
             return stats
     encoder = _encoder(cfg)
-    table = read_arrow(Path(clean)).slice(start, end - start)
-    ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
+    ids, texts = documents.read()
     tally = Tally()
     enc = encoder.encode(texts, tally)
     offsets = pa.array(enc.offsets.astype(np.int32))
@@ -123,7 +146,7 @@ def _encode_shard(cfg: PrepConfig, clean: str, part: Path, index: int, start: in
     tally.add("unk_tokens", int((enc.input_ids == encoder.vocab.unk_id).sum()))
     if len(enc):
         tally.add("words", int((np.maximum.reduceat(enc.word_ids, enc.offsets[:-1]) + 1).sum()))
-    stats = {"key": key, "file": out.name, "documents": end - start, **tally.to_dict()}
+    stats = {"key": key, "file": out.name, "documents": len(ids), **tally.to_dict()}
     write_arrow(out, cols, char_view(len(encoder.vocab)))
     write_json(stats_path, stats)  # the marker last: a crash before it leaves a shard that is redone
     return stats
@@ -144,10 +167,37 @@ def _shard_plan(chars: list[int], shard_chars: int) -> list[tuple[int, int]]:
 def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Run both stages for this rank; returns the (merged, when world_size is 1) manifest."""
     t0 = time.perf_counter()
-    vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)
+    vocab, pinyin = CharVocab.load(cfg.vocab), PinyinVocab.load(cfg.vocab)  # a missing vocab stops the run first
     docs, clean_stats = clean_documents(cfg, rank, world_size)
     if not docs.num_rows:
         raise ValueError(f"no documents to encode: {nothing_kept(clean_stats)}; no shards written")
+    clean_file = docs.cache_files[0]["filename"]
+
+    def rows(start: int, end: int) -> DocumentRows:
+        return DocumentRows(((clean_file, np.arange(start, end)),))
+
+    return encode_documents(cfg, vocab, pinyin, clean_stats, docs.data.column("chars").to_pylist(), rows,
+                            _run_local, t0, rank, world_size)
+
+
+def _run_local(cfg: PrepConfig, tasks: list[ShardTask]) -> Iterator[tuple[ShardTask, dict[str, Any]]]:
+    """In this process, or in ``num_proc`` forked ones (they inherit the encoder the parent has built)."""
+    if cfg.num_proc <= 1:
+        for task in tasks:
+            yield task, encode_shard(*task)
+        return
+    with ProcessPoolExecutor(cfg.num_proc, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {pool.submit(encode_shard, *task): task for task in tasks}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def encode_documents(cfg: PrepConfig, vocab: CharVocab, pinyin: PinyinVocab, clean_stats: dict[str, Any],
+                     chars: list[int], rows: Callable[[int, int], DocumentRows], engine: Engine, t0: float,
+                     rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """Stage 2 for this rank, whatever ran stage 1: the clean documents are ``rows(start, end)`` (in input order,
+    ``chars`` each), the clean stage's tally, inputs and key are ``clean_stats``; ``engine`` runs the shard
+    tasks. Writes the part folder and its manifest (merged when world_size is 1) and returns that manifest."""
     # config_hash: what the data means (same on every rank, checked by the merge), with the files the config
     # names by content; key: also this rank's clean stage (its inputs by content), so changed files are never
     # mistaken for finished work.
@@ -171,11 +221,9 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     for marker in (part / MANIFEST, output / MANIFEST):  # the folder stops looking finished until it is again
         marker.unlink(missing_ok=True)
     # the encoder is built here once; forked workers inherit it with its dictionaries loaded
-    example = _encoder(cfg).encode([docs[0]["text"]], Tally())
+    example = _encoder(cfg).encode(rows(0, 1).read()[1], Tally())
     print("example │", describe(example.sequence(0), vocab, pinyin))
-    chars = docs.data.column("chars").to_pylist()
     plan = _shard_plan(chars, cfg.shard_chars)
-    clean_file = docs.cache_files[0]["filename"]
     for stale in part.glob("data-*"):
         if int(stale.name[5:10]) >= len(plan):
             stale.unlink()
@@ -183,18 +231,11 @@ def run_prep(cfg: PrepConfig, rank: int = 0, world_size: int = 1) -> dict[str, A
     shard_stats: list[dict[str, Any]] = [{}] * len(plan)
     total_chars = sum(chars)
     bar = tqdm(total=total_chars, desc=f"encode ({cfg.num_proc} proc)", unit=" chars", unit_scale=True)
-    tasks = [(cfg, clean_file, part, i, s, e, key) for i, (s, e) in enumerate(plan)]
-    if cfg.num_proc <= 1:
-        for task in tasks:
-            shard_stats[task[3]] = _encode_shard(*task)
-            bar.update(sum(chars[task[4]:task[5]]))
-    else:
-        with ProcessPoolExecutor(cfg.num_proc, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_encode_shard, *task): task for task in tasks}
-            for fut in as_completed(futures):
-                task = futures[fut]
-                shard_stats[task[3]] = fut.result()
-                bar.update(sum(chars[task[4]:task[5]]))
+    tasks = [(cfg, rows(s, e), part, i, key) for i, (s, e) in enumerate(plan)]
+    for task, stats in engine(cfg, tasks):
+        index = task[3]
+        shard_stats[index] = stats
+        bar.update(sum(chars[plan[index][0]:plan[index][1]]))
     bar.close()
     for s in shard_stats:
         tally.merge(s)
