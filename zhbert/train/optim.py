@@ -1,8 +1,11 @@
-"""The optimizer pretraining and fine-tuning share: AdamW with no weight decay on vectors."""
+"""The optimizer and learning-rate schedule pretraining and fine-tuning share: AdamW with no weight decay on
+vectors; linear warmup, then linear or cosine decay."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import torch
 from torch import nn
@@ -15,3 +18,20 @@ def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float, betas:
     return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
                               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
                              lr=lr, betas=betas, eps=eps)
+
+
+def warmup_decay(warmup: int, total: int, schedule: Literal["linear", "cosine", "constant"] = "linear",
+                 min_ratio: float = 0.0) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at optimizer step s (0-based; for ``LambdaLR``): linear warmup over
+    ``warmup`` steps, then linear or cosine decay to ``min_ratio`` at step ``total``, or constant."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        shape = 1 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+        return min_ratio + (1 - min_ratio) * shape
+
+    return factor

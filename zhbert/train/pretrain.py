@@ -43,6 +43,7 @@ from zhbert.train.data import PretrainData, Vocabs, check_inputs, describe_row
 from zhbert.train.loader import step_inputs, train_batches
 from zhbert.train.masking import EVAL_MASK_PROB, IGNORE, EvalUnit, MaskingCollator
 from zhbert.train.metrics import MetricsLog, read_metrics
+from zhbert.train.optim import warmup_decay
 
 PROTOCOL = "zhbert.pretrain/2"
 """What a run's figures mean beyond its config (2: the fixed held-out masking, masks within the rate); recorded in
@@ -50,20 +51,8 @@ training.json, and part of `zhbert compare`'s keys so a run measured the old way
 
 
 def lr_lambda(cfg: PretrainConfig) -> Callable[[int], float]:
-    """Multiplier of ``optim.lr`` at optimizer step s (0-based): linear warmup, then linear / cosine decay to
-    ``min_lr_ratio`` at the last step, or constant."""
-    o, warm, total = cfg.optim, cfg.optim.warmup_steps, cfg.steps
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if o.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        shape = 1 - progress if o.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
-
-    return factor
+    """Multiplier of ``optim.lr`` at optimizer step s (0-based): ``optim``'s warmup and decay over the run."""
+    return warmup_decay(cfg.optim.warmup_steps, cfg.steps, cfg.optim.schedule, cfg.optim.min_lr_ratio)
 
 
 def train_flops_per_token(cfg: ModelConfig, seq_len: int, mask_prob: float) -> float:
