@@ -491,7 +491,7 @@ def test_text_settings_travel_from_the_shards_through_the_export(tasks, vocab, t
     no_hmm, hmm = Segmenter(SegmentConfig(hmm=False, user_dicts=[str(export / copy)])), \
         Segmenter(SegmentConfig(user_dicts=[str(export / copy)]))
     differ = [t for t in texts if no_hmm.cut(t) != hmm.cut(t)]
-    assert len(differ) > 10 and all(encoder.words.segmenter.cut(t) == no_hmm.cut(t) for t in differ)
+    assert len(differ) > 10 and all(encoder.segmenter.cut(t) == no_hmm.cut(t) for t in differ)
     with pytest.raises(ConfigError, match="unknown key.*segment"):  # not a fine-tuning setting that could disagree
         load(FinetuneConfig, None, ["segment.hmm=false"])
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from zhbert.data.files import read_json, sha256_file, tokens_sha256, write_text
 from zhbert.data.shards import MANIFEST, finalize_folder, read_arrow, word_view, write_arrow
+from zhbert.data.tokenizer import WordVocab, surface
 from zhbert.data.vocab import CharVocab
 
 WORD_VOCAB = "word_vocab.txt"
@@ -49,12 +50,6 @@ def _shard_tables(shards: Path) -> Iterator[tuple[str, pa.Table]]:
     manifest = read_json(shards / MANIFEST)
     for shard in manifest["shards"]:
         yield shard["file"], read_arrow(shards / shard["file"])
-
-
-def surface(tokens: list[str], ids: list[int], start: int = 0, end: int | None = None) -> str:
-    """The text of tokens ``ids[start:end]`` (wordpieces lose their ``##``): how a word is looked up in the word
-    vocab."""
-    return "".join(tokens[i].removeprefix("##") for i in ids[start:end])
 
 
 def count_words(shards: Path, vocab: CharVocab) -> Counter[str]:
@@ -85,7 +80,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
                     key=lambda x: (-x[0], x[1]))
     word_tokens = tokens + [w for _, w in ranked[:size]]
     write_text(vocab_dir / WORD_VOCAB, "\n".join(word_tokens) + "\n")
-    word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
+    words = WordVocab(vocab, word_tokens)
     word_sha = tokens_sha256(word_tokens)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +97,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
                     new_ids.append(ids[start])
                     new_word_ids.append(-1)
                     continue
-                multi = end - start > 1
-                totals["multi_token_words"] += multi
-                wid = word_id.get(surface(tokens, ids, start, end)) if multi else None
+                totals["multi_token_words"] += end - start > 1
+                wid = words.id(ids[start:end])
                 if wid is not None:
                     new_ids.append(wid)
                     new_word_ids.append(w)

@@ -3,13 +3,13 @@
 Text goes through the same steps as pretraining, with the settings the export carries (``Export.text``): the
 normaliser (its length-keeping form, ``Normalizer.aligned``, so full-width ，！１Ａ read as the ASCII the vocab
 was built on while offsets still index the original string), jieba words with the same dictionaries and HMM
-flag, each word's char-vocab ids and the pinyin of every hanzi read in its word (``DocumentEncoder.entry``), by
-the reader that read the shards (the context reader reads the characters it leaves open within each sentence).
-Each token keeps the [start, end) of the characters it covers, so entity and answer spans map onto tokens and
-predictions map back onto characters of the original text exactly. For the word-level model a word in the
-word vocab becomes one token spanning the whole word (else its char tokens, as in ``word_view``); an entity
-boundary that falls inside such a token cannot be represented and is counted (``Encoded.boundaries_inside``).
-[UNK] tokens are counted too, as prep counts them.
+flag, and the `WordTokenizer` prep reads each word with (its char-vocab ids, and for the fusion model the pinyin
+of every hanzi, by the reader that read the shards: the context reader reads the characters it leaves open
+within each sentence). Each token keeps the [start, end) of the characters it covers, so entity and answer spans
+map onto tokens and predictions map back onto characters of the original text exactly. For the word-level model
+a word in the word vocab becomes one token spanning the whole word (else its char tokens, as in ``word_view``);
+an entity boundary that falls inside such a token cannot be represented and is counted
+(``Encoded.boundaries_inside``). [UNK] tokens are counted too, as prep counts them.
 
 Classification inputs are truncated to ``max_len`` (longest sequence first for pairs). Token tasks are
 cut into consecutive windows and span tasks into overlapping windows of the context (``stride`` tokens
@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from zhbert.data.encode import DocumentEncoder, PackConfig
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import Segmenter
-from zhbert.data.text import BASIC_HANZI, Normalizer, sentence_spans
-from zhbert.data.word_view import surface
+from zhbert.data.text import Normalizer, sentence_spans
+from zhbert.data.tokenizer import WordTokenizer, WordTokens, WordVocab
 from zhbert.export import Export
 from zhbert.finetune.tasks import Entity, Example, TaskSpec
 from zhbert.model.model import IGNORE
@@ -73,46 +72,30 @@ class TaskEncoder:
         self.spec, self.max_len, self.stride, self.max_query_len = spec, max_len, stride, max_query_len
         self.vocab = export.vocab
         self.normalize = Normalizer(export.text.normalize)
-        self.fusion = export.model.embedding == "fusion"  # the only kind that reads pinyin
-        self.words = DocumentEncoder(export.vocab, export.pinyin, Segmenter(export.text.segment),
-                                     PackConfig(max_len=max(max_len, 8)),
-                                     export.text.context_reader() if self.fusion else None)
-        self.word_ids = ({w: i for i, w in enumerate(export.word_tokens) if i >= len(export.vocab)}
-                         if export.word_tokens is not None else None)
-        self._tokens = export.vocab.tokens
-        self._cache: dict[str, tuple[list[Token], tuple[bool, ...]]] = {}
+        self.segmenter = Segmenter(export.text.segment)
+        fusion = export.model.embedding == "fusion"  # the only kind that reads pinyin
+        self.words = WordTokenizer(export.vocab, export.pinyin if fusion else None,
+                                   export.text.context_reader() if fusion else None,
+                                   WordVocab(export.vocab, export.word_tokens) if export.word_tokens is not None
+                                   else None)
+        self._cache: dict[str, WordTokens] = {}
         self.tags = {t: i for i, t in enumerate(tag_names(spec))}
         self.labels = {label: i for i, label in enumerate(spec.labels)}
 
     # -- text → tokens with character spans --------------------------------------------------------
-    def _word(self, word: str) -> tuple[list[Token], tuple[bool, ...]]:
-        """Tokens of one jieba word, spans relative to the word; and which of them the context reader reads."""
-        hit = self._cache.get(word)
-        if hit is None:
-            ids, pys, open_ = self.words.entry(word)
-            if BASIC_HANZI.fullmatch(word):
-                offsets = [(i, i + 1) for i in range(len(word))]
-            else:
-                offsets = self.vocab.tokenizer.encode(word, add_special_tokens=False).offsets
-            toks = [(i, p if self.fusion else PinyinVocab.PAD, a, b) for i, p, (a, b) in zip(ids, pys, offsets)]
-            if self.word_ids is not None and len(toks) > 1 and self.vocab.unk_id not in ids:
-                wid = self.word_ids.get(surface(self._tokens, ids))
-                if wid is not None:
-                    toks, open_ = [(wid, PinyinVocab.PAD, toks[0][2], toks[-1][3])], (False,)
-            hit = self._cache[word] = (toks, open_)
-        return hit
-
     def tokens(self, text: str) -> list[Token]:
         """Tokens of ``text`` with their spans in it (normalised as in pretraining, length kept)."""
         text = self.normalize.aligned(text)
         out: list[Token] = []
         open_: list[bool] = []
         pos = 0
-        for word in self.words.segmenter.cut(text):
+        for word in self.segmenter.cut(text):
             start = text.index(word, pos) if not text.startswith(word, pos) else pos
-            toks, opens = self._word(word)
-            out += [(i, p, start + a, start + b) for i, p, a, b in toks]
-            open_ += opens
+            toks = self._cache.get(word)
+            if toks is None:
+                toks = self._cache[word] = self.words(word)
+            out += [(i, p, start + a, start + b) for i, p, (a, b) in zip(toks.ids, toks.pinyin, toks.offsets)]
+            open_ += toks.open
             pos = start + len(word)
         return self._in_context(text, out, open_) if any(open_) else out
 
