@@ -360,7 +360,10 @@ KINDS: dict[str, type[Kind]] = {"classification": Classification, "pair": Pair, 
 
 
 def kind_of(spec: TaskSpec) -> Kind:
-    """The kind of ``spec``, its fields checked; an unknown kind lists the known ones."""
+    """The kind of ``spec``, its fields checked; an unknown kind or metric lists the known ones."""
     if spec.kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {spec.kind!r}")
+    metrics = list(dict.fromkeys(k.metric for k in KINDS.values()))
+    if spec.metric not in metrics:
+        raise ConfigError(f"metric must be one of {metrics}, got {spec.metric!r}")
     return KINDS[spec.kind](spec)
