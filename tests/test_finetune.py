@@ -24,10 +24,11 @@ from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB
 from zhbert.export import TextSettings, load_export, save_export
 from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
-from zhbert.finetune.encode import TaskEncoder, collate, tag_names
+from zhbert.finetune.encode import TaskEncoder, collate
+from zhbert.finetune.kinds import kind_of, tokens_to_entities
 from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
 from zhbert.finetune.modes import MODES, Transfer
-from zhbert.finetune.run import HEADS, FinetuneConfig, finetune, score, tokens_to_entities, write_submission
+from zhbert.finetune.run import FinetuneConfig, finetune
 from zhbert.finetune.tasks import TaskDataError, get_task, known_tasks, read_split, tags_to_entities
 from zhbert.model import ZhBertForPretraining
 from zhbert.model.config import ModelConfig
@@ -111,6 +112,10 @@ def test_every_registered_task_loads_and_unknown_names_list_the_known():
         get_task("tnewz")
     with pytest.raises(ConfigError, match="a token task is scored with entity_f1"):
         get_task("cluener", ["metric=accuracy"])
+    with pytest.raises(ConfigError, match=r"kind must be one of \['classification', 'pair', 'token', 'span'\]"):
+        get_task("cluener", ["kind=tokens"])
+    with pytest.raises(ConfigError, match=r"metric must be one of \['accuracy', 'entity_f1', 'em_f1'\], got 'f1'"):
+        get_task("cluener", ["metric=f1"])
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -320,7 +325,7 @@ def test_entities_map_to_tokens_and_back_for_every_kind(tasks, exports):
     word model exact wherever no entity boundary falls inside a word, and those are counted."""
     spec = get_task("cluener")
     examples = read_split(spec, tasks / "cluener", "dev")
-    names = tag_names(spec)
+    names = kind_of(spec).tag_names
     inside = {}
     for kind, folder in exports.items():
         enc = TaskEncoder(load_export(folder), spec, max_len=128, stride=64)
@@ -330,7 +335,7 @@ def test_entities_map_to_tokens_and_back_for_every_kind(tasks, exports):
         for ex in examples:
             toks = enc.tokens(ex.text)
             probe = type(encoded)([])
-            tags = enc.token_tags(toks, ex.entities, probe)
+            tags = enc.kind.token_tags(toks, ex.entities, probe)
             back = tokens_to_entities([(names[t], s, e) for t, (_, _, s, e) in zip(tags, toks)], len(ex.text))
             if probe.boundaries_inside == 0:
                 assert back == ex.entities, (kind, ex.text)
@@ -408,7 +413,7 @@ def test_task_text_is_read_as_pretraining_normalised_it(tasks, exports, tmp_path
         encoder = TaskEncoder(export, spec, 128, 64)
         wide = [ex for ex in examples if any(map(_fullwidth, ex.text))]
         assert len(wide) > 100, task
-        names = tag_names(spec)
+        names = encoder.kind.tag_names
         exact = []
         for ex in wide:
             assert " ".join(normalize.aligned(ex.text).split()) == normalize(ex.text)  # the text pretraining saw
@@ -419,7 +424,7 @@ def test_task_text_is_read_as_pretraining_normalised_it(tasks, exports, tmp_path
             for i, _, s, e in toks:  # spans index the original string: its characters there read as the token
                 assert normalize.aligned(ex.text[s:e]).lower() == tokens[i].removeprefix("##"), (ex.text, s, e)
             probe = type(encoder.encode([]))([])
-            tags = encoder.token_tags(toks, ex.entities, probe)
+            tags = encoder.kind.token_tags(toks, ex.entities, probe)
             back = tokens_to_entities([(names[t], s, e) for t, (_, _, s, e) in zip(tags, toks)], len(ex.text))
             if probe.boundaries_inside == 0:
                 assert back == ex.entities
@@ -429,8 +434,8 @@ def test_task_text_is_read_as_pretraining_normalised_it(tasks, exports, tmp_path
         counts = encoder.encode(examples).counts
         assert counts["unk_tokens"] == 0 < counts["tokens"]
         if task == "cluener":  # predictions made from the tokens give back the file's own labels, offsets and mentions
-            path = write_submission(spec, [ex for ex, _ in exact], [[list(e) for e in b] for _, b in exact],
-                                    tmp_path / "cluener_predict.json")
+            path = encoder.kind.submit([ex for ex, _ in exact], [[list(e) for e in b] for _, b in exact],
+                                       tmp_path / "cluener_predict.json")
             def spans(label: dict) -> dict:
                 return {t: {m: sorted(s) for m, s in ms.items()} for t, ms in label.items()}
 
@@ -491,7 +496,7 @@ def test_text_settings_travel_from_the_shards_through_the_export(tasks, vocab, t
     no_hmm, hmm = Segmenter(SegmentConfig(hmm=False, user_dicts=[str(export / copy)])), \
         Segmenter(SegmentConfig(user_dicts=[str(export / copy)]))
     differ = [t for t in texts if no_hmm.cut(t) != hmm.cut(t)]
-    assert len(differ) > 10 and all(encoder.words.segmenter.cut(t) == no_hmm.cut(t) for t in differ)
+    assert len(differ) > 10 and all(encoder.segmenter.cut(t) == no_hmm.cut(t) for t in differ)
     with pytest.raises(ConfigError, match="unknown key.*segment"):  # not a fine-tuning setting that could disagree
         load(FinetuneConfig, None, ["segment.hmm=false"])
 
@@ -521,13 +526,13 @@ def test_modes_count_and_freeze_the_right_parameters(tasks, exports):
     head = H * H + H + 2 * H + 2  # pooler + classifier
     adapters = L * 2 * (2 * H * 64 + H + 64)
     lns = (2 * L) * 2 * H  # the blocks' LayerNorms (post-LN: ln_f is an Identity)
-    base = HEADS["classification"].from_pretrained(export.folder, num_labels=2)
+    base = kind_of(spec).head(export.folder)
     total = sum(p.numel() for p in base.parameters())
     want = {"full": total, "feature-embeddings": head, "feature-top": head, "feature-mix": head + L + 2,
             "adapter": head + adapters + lns}
     for mode in MODES:
         torch.manual_seed(0)
-        model = Transfer(HEADS["classification"].from_pretrained(export.folder, num_labels=2), mode)
+        model = Transfer(kind_of(spec).head(export.folder), mode)
         assert model.counts()[0] == want[mode], mode
         model.eval()
         if mode == "adapter":  # zero-initialised up projections: the pretrained function at the start
@@ -570,7 +575,7 @@ def test_a_perfect_submission_scores_one(tasks, tmp_path):
         examples = read_split(spec, tasks / name, "test")
         gold = [[list(e) for e in ex.entities] if spec.kind == "token" else ex.answers[0][1] if spec.kind == "span"
                 else ex.label for ex in examples]
-        path = write_submission(spec, examples, gold, tmp_path / f"{name}_predict.json")
+        path = kind_of(spec).submit(examples, gold, tmp_path / f"{name}_predict.json")
         rows = _read_submission(spec, path)
         if spec.kind == "span":
             pred = [rows[ex.id] for ex in examples]
@@ -580,7 +585,7 @@ def test_a_perfect_submission_scores_one(tasks, tmp_path):
         else:
             assert [r["id"] for r in rows] == [ex.id for ex in examples]
             pred = [r["label"] for r in rows]
-        result = score(spec, examples, pred)
+        result = kind_of(spec).score(examples, pred)
         assert result["f1" if spec.kind in ("token", "span") else "accuracy"] == 1.0, name
 
 

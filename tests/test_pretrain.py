@@ -295,7 +295,7 @@ def test_packed_sequences_are_full_and_the_same_text_in_both_views(built_data, t
     """Packing fills ≥ 95 % of the computed positions with real tokens (the fixture's rows of ≤ 64 tokens average
     far less), every training row lands in exactly one sequence, and the word view packs the same rows in the same
     order, so a word model reads the same text at every step as a char model (and is evaluated on it)."""
-    from zhbert.data.word_view import surface
+    from zhbert.data.tokenizer import surface
     from zhbert.train.data import PretrainData, load_vocabs
     from zhbert.train.masking import MaskingCollator
 

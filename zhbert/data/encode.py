@@ -1,8 +1,8 @@
 """Documents → packed training sequences of the char view.
 
 A batch of documents at a time: sentences → jieba words → each word's char-vocab ids and the pinyin id
-of every hanzi, worked out once per distinct word and kept in a table of word types (Zipf: the table
-soon answers almost every word). The tokens of the batch are then gathered from that table with numpy,
+of every hanzi (`WordTokenizer`), worked out once per distinct word and kept in a table of word types (Zipf:
+the table soon answers almost every word). The tokens of the batch are then gathered from that table with numpy,
 so no Python code runs per token. Sentences are packed greedily into ``[CLS] … [SEP]`` sequences of at
 most ``max_len`` tokens that never span two documents; a sentence longer than a sequence is cut at
 word boundaries.
@@ -22,10 +22,11 @@ from itertools import chain
 
 import numpy as np
 
-from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings, context_codes
+from zhbert.data.pinyin import ContextReader, PinyinVocab
 from zhbert.data.segment import Segmenter
 from zhbert.data.tally import Tally
-from zhbert.data.text import BASIC_HANZI, HANZI, is_hanzi, split_sentences
+from zhbert.data.text import split_sentences
+from zhbert.data.tokenizer import WordTokenizer
 from zhbert.data.vocab import CharVocab
 
 TYPE_LIMIT = 2_000_000  # distinct words kept; the table restarts when full so memory stays bounded
@@ -67,15 +68,9 @@ class DocumentEncoder:
                  context: ContextReader | None = None):
         if pack.max_len < 8:
             raise ValueError(f"pack.max_len={pack.max_len} is too small (at least 8)")
-        self.vocab, self.pinyin, self.segmenter = vocab, pinyin, segmenter
+        self.vocab, self.segmenter = vocab, segmenter
         self.limit = pack.max_len - 2
-        self.readings = Readings()
-        self.context = context
-        if context is not None:  # (C, K) pinyin id of each candidate reading of each character the model reads
-            self._candidate_ids = np.array([[pinyin.ids.get(r, PinyinVocab.UNK) for r in c]
-                                            + [PinyinVocab.UNK] * (context.weights.shape[1] - len(c))
-                                            for c in context.candidates], dtype=np.int16)
-        self._token_ids = vocab.tokenizer.get_vocab()
+        self.tokenizer = WordTokenizer(vocab, pinyin, context)
         self._reset_types()
 
     def _reset_types(self) -> None:
@@ -85,31 +80,8 @@ class DocumentEncoder:
         self._len = np.zeros(0, dtype=np.int64)
         self._tok = np.zeros(0, dtype=np.int32)
         self._py = np.zeros(0, dtype=np.int16)
-        self._open = np.zeros(0, dtype=bool)  # per token: read in context (see `entry`)
+        self._open = np.zeros(0, dtype=bool)  # per token: read in context (`WordTokens.open`)
         self._nchars = np.zeros(0, dtype=np.int64)  # per type: characters of the word
-
-    def entry(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...]]:
-        """(token ids, pinyin ids, open) of one jieba word; open: the tokens the context reader reads from their
-        neighbours (only ever in a word of plain hanzi, where token k is character k). Whitespace words have no
-        tokens."""
-        pinyin_ids = self.pinyin.ids
-        if BASIC_HANZI.fullmatch(word):  # the tokenizer makes each such char a token: skip its pipeline
-            unk = self.vocab.unk_id
-            readings, open_ = self.context.word(word) if self.context else (self.readings(word), [False] * len(word))
-            return (tuple(self._token_ids.get(c, unk) for c in word),
-                    tuple(pinyin_ids.get(r, PinyinVocab.UNK) for r in readings), tuple(open_))
-        enc = self.vocab.tokenizer.encode(word, add_special_tokens=False)
-        readings = (self.context.word(word)[0] if self.context else self.readings(word)) if HANZI.search(word) else None
-        return tuple(enc.ids), tuple(pinyin_ids.get(readings[start], PinyinVocab.UNK)
-                                     if readings and end - start == 1 and is_hanzi(word[start]) else PinyinVocab.PAD
-                                     for start, end in enc.offsets), (False,) * len(enc.ids)
-
-    def in_context(self, pys: np.ndarray, open_: np.ndarray, text: str, chars: np.ndarray) -> None:
-        """Set ``pys`` at the ``open_`` token positions from the context reader; ``chars``: where each of those
-        tokens is in ``text``, a stream of sentences joined by \\x00 (`context_codes`)."""
-        if self.context is not None and len(open_):
-            rows, pick = self.context.choose(context_codes(text), chars)
-            pys[open_] = self._candidate_ids[rows, pick]
 
     def _types(self, words: list[str]) -> np.ndarray:
         """Word-type id of every word; new words are worked out once and added to the table."""
@@ -118,14 +90,14 @@ class DocumentEncoder:
         idx = list(map(self._type.get, words))
         if None in idx:
             new = list(dict.fromkeys(w for w, t in zip(words, idx) if t is None))
-            entries = [self.entry(w) for w in new]
-            lens = np.array([len(e[0]) for e in entries], dtype=np.int64)
+            entries = [self.tokenizer(w) for w in new]
+            lens = np.array([len(e.ids) for e in entries], dtype=np.int64)
             self._type.update(zip(new, range(len(self._len), len(self._len) + len(new))))
             self._start = np.concatenate([self._start, len(self._tok) + np.cumsum(lens) - lens])
             self._len = np.concatenate([self._len, lens])
-            self._tok = np.concatenate([self._tok, np.fromiter(chain.from_iterable(e[0] for e in entries), np.int32)])
-            self._py = np.concatenate([self._py, np.fromiter(chain.from_iterable(e[1] for e in entries), np.int16)])
-            self._open = np.concatenate([self._open, np.fromiter(chain.from_iterable(e[2] for e in entries), bool)])
+            self._tok = np.concatenate([self._tok, np.fromiter(chain.from_iterable(e.ids for e in entries), np.int32)])
+            self._py = np.concatenate([self._py, np.fromiter(chain.from_iterable(e.pinyin for e in entries), np.int16)])
+            self._open = np.concatenate([self._open, np.fromiter(chain.from_iterable(e.open for e in entries), bool)])
             self._nchars = np.concatenate([self._nchars, np.fromiter(map(len, new), np.int64, len(new))])
             idx = list(map(self._type.get, words))
         return np.array(idx, dtype=np.int64)
@@ -158,7 +130,7 @@ class DocumentEncoder:
         word_of = np.repeat(np.arange(len(types)), lens)  # word index (in the batch) of each token
         open_ = np.flatnonzero(self._open[src])
         w = word_of[open_]
-        self.in_context(pys, open_, "\x00".join(sentences), char_start[w] + open_ - word_start[w])
+        self.tokenizer.in_context(pys, open_, "\x00".join(sentences), char_start[w] + open_ - word_start[w])
         sent_len = np.bincount(sent_of_word, weights=lens, minlength=len(sent_words)).astype(np.int64)
         sent_start = np.cumsum(sent_len) - sent_len
 

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from zhbert.data.shards import finalize_folder, read_arrow, word_view, write_arrow
+from zhbert.data.tokenizer import WordVocab, surface
 from zhbert.data.vocab import CharVocab
 from zhbert.files import read_json, read_tokens, sha256_file, tokens_sha256, write_tokens
 from zhbert.layout import MANIFEST, WORD_VIEW, WORD_VOCAB
@@ -44,12 +45,6 @@ def _shard_tables(shards: Path) -> Iterator[tuple[str, pa.Table]]:
     manifest = read_json(shards / MANIFEST)
     for shard in manifest["shards"]:
         yield shard["file"], read_arrow(shards / shard["file"])
-
-
-def surface(tokens: list[str], ids: list[int], start: int = 0, end: int | None = None) -> str:
-    """The text of tokens ``ids[start:end]`` (wordpieces lose their ``##``): how a word is looked up in the word
-    vocab."""
-    return "".join(tokens[i].removeprefix("##") for i in ids[start:end])
 
 
 def count_words(shards: Path, vocab: CharVocab) -> Counter[str]:
@@ -80,7 +75,7 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
                     key=lambda x: (-x[0], x[1]))
     word_tokens = tokens + [w for _, w in ranked[:size]]
     write_tokens(vocab_dir / WORD_VOCAB, word_tokens)
-    word_id = {w: i for i, w in enumerate(word_tokens) if i >= len(tokens)}
+    words = WordVocab(vocab, word_tokens)
     word_sha = tokens_sha256(word_tokens)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -97,9 +92,8 @@ def build_word_view(shards: Path, vocab_dir: Path, out: Path, size: int = 30000,
                     new_ids.append(ids[start])
                     new_word_ids.append(-1)
                     continue
-                multi = end - start > 1
-                totals["multi_token_words"] += multi
-                wid = word_id.get(surface(tokens, ids, start, end)) if multi else None
+                totals["multi_token_words"] += end - start > 1
+                wid = words.id(ids[start:end])
                 if wid is not None:
                     new_ids.append(wid)
                     new_word_ids.append(w)

@@ -3,17 +3,16 @@
 Text goes through the same steps as pretraining, with the settings the export carries (``Export.text``): the
 normaliser (its length-keeping form, ``Normalizer.aligned``, so full-width ，！１Ａ read as the ASCII the vocab
 was built on while offsets still index the original string), jieba words with the same dictionaries and HMM
-flag, each word's char-vocab ids and the pinyin of every hanzi read in its word (``DocumentEncoder.entry``), by
-the reader that read the shards (the context reader reads the characters it leaves open within each sentence).
-Each token keeps the [start, end) of the characters it covers, so entity and answer spans map onto tokens and
-predictions map back onto characters of the original text exactly. For the word-level model a word in the
-word vocab becomes one token spanning the whole word (else its char tokens, as in ``word_view``); an entity
-boundary that falls inside such a token cannot be represented and is counted (``Encoded.boundaries_inside``).
-[UNK] tokens are counted too, as prep counts them.
+flag, and the `WordTokenizer` prep reads each word with (its char-vocab ids, and for the fusion model the pinyin
+of every hanzi, by the reader that read the shards: the context reader reads the characters it leaves open
+within each sentence). Each token keeps the [start, end) of the characters it covers, so entity and answer spans
+map onto tokens and predictions map back onto characters of the original text exactly. For the word-level model
+a word in the word vocab becomes one token spanning the whole word (else its char tokens, as in ``word_view``);
+an entity boundary that falls inside such a token cannot be represented and is counted
+(``Encoded.boundaries_inside``). [UNK] tokens are counted too, as prep counts them.
 
-Classification inputs are truncated to ``max_len`` (longest sequence first for pairs). Token tasks are
-cut into consecutive windows and span tasks into overlapping windows of the context (``stride`` tokens
-between window starts), so no characters are lost; the counts are reported.
+What the tokens of an example become (truncated or cut into windows, and labelled) is up to its task kind
+(``zhbert/finetune/kinds.py``); the counts are reported.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from zhbert.data.encode import DocumentEncoder, PackConfig
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import Segmenter
-from zhbert.data.text import BASIC_HANZI, Normalizer, sentence_spans
-from zhbert.data.word_view import surface
+from zhbert.data.text import Normalizer, sentence_spans
+from zhbert.data.tokenizer import WordTokenizer, WordTokens, WordVocab
 from zhbert.export import Export
-from zhbert.finetune.tasks import Entity, Example, TaskSpec
+from zhbert.finetune.kinds import kind_of
+from zhbert.finetune.tasks import Example, TaskSpec
 from zhbert.model.model import IGNORE
 
 Token = tuple[int, int, int, int]  # id, pinyin id, char start, char end
@@ -60,59 +59,37 @@ class Encoded:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def tag_names(spec: TaskSpec) -> list[str]:
-    """The token head's classes: O, then B-/I- per entity type."""
-    return ["O", *(f"{p}-{t}" for t in spec.labels for p in ("B", "I"))]
-
-
 class TaskEncoder:
     def __init__(self, export: Export, spec: TaskSpec, max_len: int, stride: int, max_query_len: int = 64) -> None:
         if max_len > export.model.max_position:
             raise ValueError(f"max_len {max_len} exceeds the max_position {export.model.max_position} of the model in "
                              f"{export.folder} (it has no position embeddings beyond that); lower --max_len")
         self.spec, self.max_len, self.stride, self.max_query_len = spec, max_len, stride, max_query_len
+        self.kind = kind_of(spec)
         self.vocab = export.vocab
         self.normalize = Normalizer(export.text.normalize)
-        self.fusion = export.model.embedding == "fusion"  # the only kind that reads pinyin
-        self.words = DocumentEncoder(export.vocab, export.pinyin, Segmenter(export.text.segment),
-                                     PackConfig(max_len=max(max_len, 8)),
-                                     export.text.context_reader() if self.fusion else None)
-        self.word_ids = ({w: i for i, w in enumerate(export.word_tokens) if i >= len(export.vocab)}
-                         if export.word_tokens is not None else None)
-        self._tokens = export.vocab.tokens
-        self._cache: dict[str, tuple[list[Token], tuple[bool, ...]]] = {}
-        self.tags = {t: i for i, t in enumerate(tag_names(spec))}
-        self.labels = {label: i for i, label in enumerate(spec.labels)}
+        self.segmenter = Segmenter(export.text.segment)
+        fusion = export.model.embedding == "fusion"  # the only kind that reads pinyin
+        self.words = WordTokenizer(export.vocab, export.pinyin if fusion else None,
+                                   export.text.context_reader() if fusion else None,
+                                   WordVocab(export.vocab, export.word_tokens) if export.word_tokens is not None
+                                   else None)
+        self._cache: dict[str, WordTokens] = {}
 
     # -- text → tokens with character spans --------------------------------------------------------
-    def _word(self, word: str) -> tuple[list[Token], tuple[bool, ...]]:
-        """Tokens of one jieba word, spans relative to the word; and which of them the context reader reads."""
-        hit = self._cache.get(word)
-        if hit is None:
-            ids, pys, open_ = self.words.entry(word)
-            if BASIC_HANZI.fullmatch(word):
-                offsets = [(i, i + 1) for i in range(len(word))]
-            else:
-                offsets = self.vocab.tokenizer.encode(word, add_special_tokens=False).offsets
-            toks = [(i, p if self.fusion else PinyinVocab.PAD, a, b) for i, p, (a, b) in zip(ids, pys, offsets)]
-            if self.word_ids is not None and len(toks) > 1 and self.vocab.unk_id not in ids:
-                wid = self.word_ids.get(surface(self._tokens, ids))
-                if wid is not None:
-                    toks, open_ = [(wid, PinyinVocab.PAD, toks[0][2], toks[-1][3])], (False,)
-            hit = self._cache[word] = (toks, open_)
-        return hit
-
     def tokens(self, text: str) -> list[Token]:
         """Tokens of ``text`` with their spans in it (normalised as in pretraining, length kept)."""
         text = self.normalize.aligned(text)
         out: list[Token] = []
         open_: list[bool] = []
         pos = 0
-        for word in self.words.segmenter.cut(text):
+        for word in self.segmenter.cut(text):
             start = text.index(word, pos) if not text.startswith(word, pos) else pos
-            toks, opens = self._word(word)
-            out += [(i, p, start + a, start + b) for i, p, a, b in toks]
-            open_ += opens
+            toks = self._cache.get(word)
+            if toks is None:
+                toks = self._cache[word] = self.words(word)
+            out += [(i, p, start + a, start + b) for i, p, (a, b) in zip(toks.ids, toks.pinyin, toks.offsets)]
+            open_ += toks.open
             pos = start + len(word)
         return self._in_context(text, out, open_) if any(open_) else out
 
@@ -135,29 +112,25 @@ class TaskEncoder:
 
     # -- examples → features ---------------------------------------------------------------------
     def encode(self, examples: list[Example]) -> Encoded:
-        kind = self.spec.kind
         enc = Encoded([])
         for n, ex in enumerate(examples):
-            if kind in ("classification", "pair"):
-                self._classification(n, ex, enc)
-            elif kind == "token":
-                self._token(n, ex, enc)
-            else:
-                self._span(n, ex, enc)
+            self.kind.encode(self, n, ex, enc)
         enc.counts = {"examples": len(examples), "features": len(enc.features), "truncated": enc.truncated,
                       "windowed": enc.windowed, "tokens": enc.tokens, "unk_tokens": enc.unk_tokens}
-        if kind in ("token", "span"):
+        if self.kind.boundaries:
             enc.counts |= {"boundaries": enc.boundaries, "boundaries_inside_token": enc.boundaries_inside}
         return enc
 
-    def _read(self, text: str, enc: Encoded) -> list[Token]:
+    def read(self, text: str, enc: Encoded) -> list[Token]:
         """``tokens``, counted (tokens and [UNK]s) into ``enc``."""
         toks = self.tokens(text)
         enc.tokens += len(toks)
         enc.unk_tokens += sum(t[0] == self.vocab.unk_id for t in toks)
         return toks
 
-    def _wrap(self, n: int, a: list[Token], b: list[Token] | None, label, keep_spans: str) -> Feature:
+    def feature(self, n: int, a: list[Token], b: list[Token] | None, label, keep_spans: str) -> Feature:
+        """``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` for example ``n``; ``keep_spans`` names the sequence whose
+        character spans are kept ("a" or "b")."""
         cls_, sep = self.vocab.cls_id, self.vocab.sep_id
         toks = [(cls_, 0, -1, -1), *a, (sep, 0, -1, -1)] + ([*b, (sep, 0, -1, -1)] if b is not None else [])
         types = [0] * (len(a) + 2) + [1] * (len(b) + 1 if b is not None else 0)
@@ -167,76 +140,6 @@ class TaskEncoder:
         elif keep_spans == "b":
             spans = [sp if i > len(a) + 1 and i < len(toks) - 1 else (-1, -1) for i, sp in enumerate(spans)]
         return Feature(n, [t[0] for t in toks], types, [t[1] for t in toks], spans, label)
-
-    def _classification(self, n: int, ex: Example, enc: Encoded) -> None:
-        a = self._read(ex.text, enc)
-        b = self._read(ex.text_pair, enc) if ex.text_pair is not None else None
-        room = self.max_len - (3 if b is not None else 2)
-        if len(a) + len(b or []) > room:
-            enc.truncated += 1
-            while len(a) + len(b or []) > room:  # longest first, as BERT's truncate_seq_pair
-                if b is not None and len(b) > len(a):
-                    b.pop()
-                else:
-                    a.pop()
-        label = self.labels[ex.label] if ex.label is not None else None
-        enc.features.append(self._wrap(n, a, b, label, "a"))
-
-    def _token(self, n: int, ex: Example, enc: Encoded) -> None:
-        toks = self._read(ex.text, enc)
-        tags = None
-        if ex.entities is not None:
-            tags = self.token_tags(toks, ex.entities, enc)
-        room = self.max_len - 2
-        enc.windowed += len(toks) > room
-        for w in range(0, max(len(toks), 1), room):
-            label = [IGNORE, *tags[w:w + room], IGNORE] if tags is not None else None
-            enc.features.append(self._wrap(n, toks[w:w + room], None, label, "a"))
-
-    def token_tags(self, toks: list[Token], entities: list[Entity], enc: Encoded) -> list[int]:
-        """Tag id per token: B-type on the token where an entity starts, I-type on the tokens inside it."""
-        tags = [self.tags["O"]] * len(toks)
-        starts = [s for _, _, s, _ in toks]
-        for start, end, etype in entities:
-            enc.boundaries += 2
-            enc.boundaries_inside += sum(any(s < x < e for _, _, s, e in toks) for x in (start, end))
-            first = True
-            for i, s in enumerate(starts):
-                e = toks[i][3]
-                if e > start and s < end:  # the token overlaps the entity
-                    tags[i] = self.tags[f"{'B' if first else 'I'}-{etype}"]
-                    first = False
-        return tags
-
-    def _span(self, n: int, ex: Example, enc: Encoded) -> None:
-        q = self._read(ex.question or "", enc)
-        if len(q) > self.max_query_len:
-            enc.truncated += 1  # the question; the context is read in windows instead
-            q = q[: self.max_query_len]
-        ctx = self._read(ex.text, enc)
-        room = self.max_len - len(q) - 3
-        if room < 16:
-            raise ValueError(f"max_len {self.max_len} leaves {room} context tokens after the question; raise it")
-        target = None
-        answer = next((a for a in ex.answers or [] if a[0] >= 0), None)  # the first one found in the context
-        if answer is not None:
-            start, end = answer[0], answer[0] + len(answer[1])
-            enc.boundaries += 2
-            enc.boundaries_inside += sum(any(s < x < e for _, _, s, e in ctx) for x in (start, end))
-            inside = [i for i, (_, _, s, e) in enumerate(ctx) if e > start and s < end]
-            target = (inside[0], inside[-1]) if inside else None
-        windows = list(range(0, max(len(ctx) - room, 0) + 1, self.stride))
-        if windows[-1] + room < len(ctx):
-            windows.append(len(ctx) - room)
-        enc.windowed += len(windows) > 1
-        for w in windows:
-            label = None
-            if ex.answers:
-                label = (0, 0)  # [CLS]: the answer is not in this window
-                if target and w <= target[0] and target[1] < w + room:
-                    offset = len(q) + 2 - w  # position of context token i is i + offset
-                    label = (target[0] + offset, target[1] + offset)
-            enc.features.append(self._wrap(n, q, ctx[w:w + room], label, "b"))
 
 
 def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:

@@ -121,7 +121,3 @@ def span_em_f1(pred: Sequence[str], gold: Sequence[list[str]]) -> dict[str, floa
         f1 += max((_f1(_segments(p), _segments(a)) for a in answers), default=0.0)
     n = max(len(gold), 1)
     return {"f1": f1 / n, "em": em / n, "n": len(gold)}
-
-
-MAIN = {"accuracy": "accuracy", "entity_f1": "f1", "em_f1": "f1"}
-"""The key of each task metric's main number in its result dict."""

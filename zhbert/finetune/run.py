@@ -30,16 +30,11 @@ import torch
 from zhbert.config import ConfigError, to_dict
 from zhbert.device import to_device
 from zhbert.export import Export, load_export
-from zhbert.files import atomic_write, write_json
-from zhbert.finetune.encode import Encoded, TaskEncoder, collate, tag_names
-from zhbert.finetune.metrics import MAIN, accuracy, entity_f1, span_em_f1
+from zhbert.files import write_json
+from zhbert.finetune.encode import Encoded, TaskEncoder, collate
+from zhbert.finetune.kinds import Kind
 from zhbert.finetune.modes import Mode, Transfer
-from zhbert.finetune.tasks import Entity, Example, TaskSpec, get_task, read_split, tags_to_entities
-from zhbert.model.model import (
-    ZhBertForSequenceClassification,
-    ZhBertForSpanExtraction,
-    ZhBertForTokenClassification,
-)
+from zhbert.finetune.tasks import Example, TaskSpec, get_task, read_split
 from zhbert.train.optim import adamw
 
 
@@ -93,10 +88,6 @@ class FinetuneConfig:
             raise ConfigError(f"max_len must be at least 8, got {self.max_len}")
 
 
-HEADS = {"classification": ZhBertForSequenceClassification, "pair": ZhBertForSequenceClassification,
-         "token": ZhBertForTokenClassification, "span": ZhBertForSpanExtraction}
-
-
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
              out_dir: str | Path) -> dict[str, Any]:
     """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
@@ -106,6 +97,7 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     export = load_export(model_dir)
     encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)  # checks max_len first
+    kind = encoder.kind
     out_dir = Path(out_dir)
     reads: dict[str, dict[str, Any]] = {s: {} for s in ("train", "dev", "test")}
     data = {s: read_split(spec, data_dir, s, reads[s]) for s in reads}
@@ -121,10 +113,10 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
           f"encoded in {time.perf_counter() - t0:.1f}s")
     for s, c in counts.items():
         print(f"  {s:<5} " + _describe(c, cfg, export))
-    scored_on = "test" if data["test"] and _labelled(spec, data["test"]) else "dev"
-    per_seed = [_run_seed(cfg, export, spec, data, encoded, seed, out_dir / f"seed-{seed}", counts)
+    scored_on = "test" if kind.labelled(data["test"]) else "dev"
+    per_seed = [_run_seed(cfg, export, kind, data, encoded, seed, out_dir / f"seed-{seed}", counts)
                 for seed in cfg.seeds]
-    key = MAIN[spec.metric]
+    key = kind.main
     values = [r[scored_on][key] for r in per_seed]
     summary = {"task": spec.name, "metric": key, "split": scored_on, "mode": cfg.mode,
                "embedding": export.model.embedding, "model": str(export.folder),
@@ -153,11 +145,6 @@ def _describe(c: dict[str, Any], cfg: FinetuneConfig, export: Export) -> str:
     return line
 
 
-def _labelled(spec: TaskSpec, examples: list[Example]) -> bool:
-    gold = {"token": "entities", "span": "answers"}.get(spec.kind, "label")
-    return bool(examples) and all(getattr(e, gold) is not None for e in examples)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -178,14 +165,13 @@ def _optimizer(cfg: FinetuneConfig, model: Transfer, steps: int) -> tuple[torch.
     return opt, sched
 
 
-def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[str, list[Example] | None],
+def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, list[Example] | None],
               encoded: dict[str, Encoded], seed: int, out: Path, counts: dict[str, dict]) -> dict[str, Any]:
     t0 = time.perf_counter()
     _seed_everything(seed)
     device = _device(cfg)
-    head = {"num_labels": len(spec.labels)} if spec.kind in ("classification", "pair") else \
-        {"num_labels": len(tag_names(spec))} if spec.kind == "token" else {}
-    model = Transfer(HEADS[spec.kind].from_pretrained(export.folder, **head), cfg.mode, cfg.adapter_size).to(device)
+    spec = kind.spec
+    model = Transfer(kind.head(export.folder), cfg.mode, cfg.adapter_size).to(device)
     trainable, total = model.counts()
     print(f"seed {seed}: {trainable:,} trainable of {total:,} parameters ({trainable / total:.2%}, mode {cfg.mode})")
     train = encoded["train"].features
@@ -193,7 +179,7 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
     opt, sched = _optimizer(cfg, model, cfg.epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(seed)
     pad = export.vocab.pad_id
-    key = MAIN[spec.metric]
+    key = kind.main
     best, best_state, history = -1.0, None, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -209,7 +195,7 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
             opt.step()
             sched.step()
             losses.append(loss.detach())  # read once an epoch: .item() here would wait for the device every step
-        dev = score(spec, data["dev"], predict(cfg, model, spec, data["dev"], encoded["dev"], pad, device))
+        dev = kind.score(data["dev"], predict(cfg, model, kind, data["dev"], encoded["dev"], pad, device))
         history.append({"epoch": epoch, "train_loss": torch.stack(losses).double().mean().item() if losses else None,
                         "dev": dev})
         print(f"  epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, dev {key} {dev[key]:.4f}")
@@ -225,17 +211,17 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
     for split in ("dev", "test"):
         if data[split] is None:
             continue
-        preds[split] = predict(cfg, model, spec, data[split], encoded[split], pad, device)
-        if _labelled(spec, data[split]):
-            results[split] = score(spec, data[split], preds[split])
+        preds[split] = predict(cfg, model, kind, data[split], encoded[split], pad, device)
+        if kind.labelled(data[split]):
+            results[split] = kind.score(data[split], preds[split])
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for split, pred in preds.items():
             for ex, p in zip(data[split], pred):
-                f.write(json.dumps({"split": split, "id": ex.id, "prediction": p, "gold": gold(spec, ex)},
+                f.write(json.dumps({"split": split, "id": ex.id, "prediction": p, "gold": kind.gold(ex)},
                                    ensure_ascii=False) + "\n")
     if "test" in preds:
-        write_submission(spec, data["test"], preds["test"], out / spec.submission)
+        kind.submit(data["test"], preds["test"], out / spec.submission)
     metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
                "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
                "wall_s": round(time.perf_counter() - t0, 2), "truncated": sum(c["truncated"] for c in counts.values()),
@@ -245,9 +231,9 @@ def _run_seed(cfg: FinetuneConfig, export: Export, spec: TaskSpec, data: dict[st
 
 
 @torch.no_grad()
-def predict(cfg: FinetuneConfig, model: Transfer, spec: TaskSpec, examples: list[Example], enc: Encoded,
+def predict(cfg: FinetuneConfig, model: Transfer, kind: Kind, examples: list[Example], enc: Encoded,
             pad: int, device: torch.device) -> list:
-    """One prediction per example: a label, a list of [start, end, type] entities, or an answer string."""
+    """One prediction per example, as its kind decodes the logits of the example's features."""
     model.eval()
     feats = enc.features
     logits = []
@@ -257,89 +243,4 @@ def predict(cfg: FinetuneConfig, model: Transfer, spec: TaskSpec, examples: list
                                                                    "pinyin_ids")}, device)
         out, _ = model(batch)
         logits += list(out.float().cpu())  # one transfer a batch, not one a row
-    if spec.kind in ("classification", "pair"):
-        return [spec.labels[int(row.argmax())] for row in logits]
-    if spec.kind == "token":
-        names = tag_names(spec)
-        per_example: list[list[tuple[str, int, int]]] = [[] for _ in examples]
-        for f, row in zip(feats, logits):
-            tags = row[: len(f.input_ids)].argmax(-1).tolist()
-            per_example[f.example] += [(names[t], s, e) for t, (s, e) in zip(tags, f.spans) if s >= 0]
-        return [[list(e) for e in tokens_to_entities(toks, len(ex.text))] for toks, ex in zip(per_example, examples)]
-    return _answers(cfg, feats, logits, examples)
-
-
-def tokens_to_entities(tokens: list[tuple[str, int, int]], n_chars: int) -> list[Entity]:
-    """Tags of tokens (with their character spans) → character entities: a B-/I- token tags all its
-    characters, the first one B- where the token is B-; characters no token covers (spaces) continue the
-    entity around them only if the next token does."""
-    chars = ["O"] * n_chars
-    for tag, s, e in tokens:
-        if tag != "O":
-            kind = tag[2:]
-            chars[s:e] = [tag] + [f"I-{kind}"] * (e - s - 1)
-    covered = [False] * n_chars
-    for _, s, e in tokens:
-        covered[s:e] = [True] * (e - s)
-    for i in range(1, n_chars - 1):
-        if not covered[i] and chars[i - 1] != "O" and chars[i + 1].startswith("I-") \
-                and chars[i + 1][2:] == chars[i - 1][2:]:
-            chars[i] = chars[i + 1]
-    return tags_to_entities(chars, scheme="bio")
-
-
-def _answers(cfg: FinetuneConfig, feats: list, logits: list[torch.Tensor], examples: list[Example]) -> list[str]:
-    """Best (start, end) over every window of each question: max start + end logit, end ≥ start, within
-    ``max_answer_len`` tokens, both inside the context; '' when no window has one."""
-    best: list[tuple[float, str]] = [(-math.inf, "") for _ in examples]
-    for f, row in zip(feats, logits):
-        ctx = torch.tensor([s >= 0 for s, _ in f.spans])
-        n = len(f.spans)
-        start, end = row[:n, 0].masked_fill(~ctx, -math.inf), row[:n, 1].masked_fill(~ctx, -math.inf)
-        pair = start[:, None] + end[None, :]  # (n, n)
-        allowed = torch.triu(torch.ones(n, n, dtype=torch.bool)) & ~torch.triu(torch.ones(n, n, dtype=torch.bool),
-                                                                               diagonal=cfg.max_answer_len)
-        pair = pair.masked_fill(~allowed, -math.inf)
-        k = int(pair.argmax())
-        value = float(pair.view(-1)[k])
-        if value > best[f.example][0]:
-            i, j = divmod(k, n)
-            text = examples[f.example].text
-            best[f.example] = (value, text[f.spans[i][0]:f.spans[j][1]])
-    return [a for _, a in best]
-
-
-def gold(spec: TaskSpec, ex: Example) -> Any:
-    if spec.kind == "token":
-        return [list(e) for e in ex.entities] if ex.entities is not None else None
-    if spec.kind == "span":
-        return [a for _, a in ex.answers] if ex.answers is not None else None
-    return ex.label
-
-
-def score(spec: TaskSpec, examples: list[Example], pred: list) -> dict[str, float]:
-    if spec.kind == "token":
-        return entity_f1([[tuple(e) for e in p] for p in pred], [ex.entities for ex in examples])
-    if spec.kind == "span":
-        return span_em_f1(pred, [[a for _, a in ex.answers] for ex in examples])
-    return accuracy(pred, [ex.label for ex in examples])
-
-
-def write_submission(spec: TaskSpec, examples: list[Example], pred: list, path: Path) -> Path:
-    """CLUE's layout: classification — one {"id", "label"} line per test example, in order; CLUENER-style
-    token tasks — one {"id", "label": {type: {mention: [[start, end]]}}} line (end inclusive); span tasks
-    (CMRC2018) — one JSON object id → answer."""
-    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        if spec.kind == "span":
-            json.dump({ex.id: p for ex, p in zip(examples, pred)}, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-        else:
-            for ex, p in zip(examples, pred):
-                label: Any = p
-                if spec.kind == "token":
-                    label = {}
-                    for s, e, t in p:
-                        label.setdefault(t, {}).setdefault(ex.text[s:e], []).append([s, e - 1])
-                f.write(json.dumps({"id": ex.id, "label": label}, ensure_ascii=False) + "\n")
-    return path
-
+    return kind.decode(cfg, examples, feats, logits)

@@ -35,8 +35,9 @@ class TaskSpec:
     submission: str = ""
     """File name of the CLUE submission; empty: ``<name>_predict.json``. CLUE 1.1 names a few differently
     (tnews11_predict.json, ocnli_50k_predict.json, cluewsc11_predict.json)."""
-    kind: Literal["classification", "pair", "token", "span"] = "classification"
-    """Head: one label per text, per text pair (segments A/B), entity tags per token, or an answer span."""
+    kind: str = "classification"
+    """The task kind, a name in ``zhbert.finetune.kinds.KINDS`` (classification, pair, token, span): its head,
+    inputs, predictions, score and submission file."""
     layout: Literal["json", "tsv", "cluener", "tags", "squad"] = "json"
     """File layout (see the module docstring)."""
     files: dict[str, str] = field(default_factory=lambda: {s: f"{s}.json" for s in SPLITS})
@@ -59,21 +60,16 @@ class TaskSpec:
     """CLUEWSC2020: wrap span1 in _…_ and span2 in […] inside the text, as the CLUE baseline does."""
     tags: Literal["bio", "bmes"] = "bio"
     """Tag scheme of a ``tags`` file (BMES also accepts B/M/E/S with I as M)."""
-    metric: Literal["accuracy", "entity_f1", "em_f1"] = "accuracy"
-    """Main metric: accuracy, entity-level micro F1, or CMRC2018 exact match / F1 (F1 is the main one)."""
+    metric: str = "accuracy"
+    """Main metric, the one its kind is scored with: accuracy, entity_f1 (entity-level micro F1) or em_f1 (CMRC2018
+    exact match / F1, F1 the main one)."""
     description: str = ""
 
     def __post_init__(self) -> None:
+        from zhbert.finetune.kinds import kind_of  # kinds reads TaskSpec: imported here, not at the top
+
         self.submission = self.submission or f"{self.name}_predict.json"
-        if self.kind in ("classification", "pair") and len(self.labels) < 2:
-            raise ConfigError(f"task {self.name!r}: a {self.kind} task needs at least two labels")
-        if self.kind == "pair" and not self.text_pair:
-            raise ConfigError(f"task {self.name!r}: a pair task needs text_pair (the field of sentence B)")
-        if self.kind == "token" and not self.labels:
-            raise ConfigError(f"task {self.name!r}: a token task needs labels (its entity types)")
-        want = {"classification": "accuracy", "pair": "accuracy", "token": "entity_f1", "span": "em_f1"}[self.kind]
-        if self.metric != want:
-            raise ConfigError(f"task {self.name!r}: a {self.kind} task is scored with {want}, not {self.metric}")
+        kind_of(self)  # checks the fields its kind needs
         unknown = sorted(set(self.files) - set(SPLITS))
         if unknown or "train" not in self.files:
             raise ConfigError(f"task {self.name!r}: files must name train (and dev, test), got {sorted(self.files)}")
@@ -135,34 +131,9 @@ def read_split(spec: TaskSpec, data_dir: str | Path, split: str,
             raise FileNotFoundError(f"{path}: no training file for task {spec.name!r} "
                                     f"(expected files: {spec.files})")
         return None
-    examples = READERS[spec.layout](spec, path, counts)
-    if spec.kind in ("classification", "pair"):
-        if spec.drop_labels:
-            counts["dropped_labels"] = {d: sum(e.label == d for e in examples) for d in spec.drop_labels}
-        examples = [e for e in examples if e.label not in spec.drop_labels]
-        bad: dict[str, str] = {}
-        for e in examples:
-            if e.label is not None and e.label not in spec.labels:
-                bad.setdefault(e.label, e.where)
-        if bad:
-            raise TaskDataError(f"{path}: labels outside the label set of {spec.name!r}: "
-                                f"{', '.join(f'{k!r} (first at {v})' for k, v in sorted(bad.items()))}; "
-                                f"known labels: {spec.labels}")
-    if spec.kind == "token":
-        bad = {}
-        for e in examples:
-            for _, _, t in e.entities or []:
-                if t not in spec.labels:
-                    bad.setdefault(t, e.where)
-        if bad:
-            raise TaskDataError(f"{path}: entity types outside the label set of {spec.name!r}: "
-                                f"{', '.join(f'{k!r} (first at {v})' for k, v in sorted(bad.items()))}; "
-                                f"known types: {spec.labels}")
-    if spec.kind == "span" and split == "train":
-        kept = [e for e in examples if e.answers is None or any(start >= 0 for start, _ in e.answers)]
-        counts["dropped_no_answer"] = len(examples) - len(kept)
-        examples = kept
-    return examples
+    from zhbert.finetune.kinds import kind_of  # kinds reads TaskSpec: imported here, not at the top
+
+    return kind_of(spec).admit(READERS[spec.layout](spec, path, counts), path, split, counts)
 
 
 def _json_lines(path: Path) -> list[tuple[int, dict]]:
