@@ -24,10 +24,10 @@ from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import WORD_VOCAB
 from zhbert.export import TextSettings, load_export, save_export
 from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
-from zhbert.finetune.encode import TaskEncoder, collate
+from zhbert.finetune.features import TaskEncoder, collate
 from zhbert.finetune.kinds import kind_of, tokens_to_entities
 from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
-from zhbert.finetune.modes import MODES, Transfer
+from zhbert.finetune.modes import MODES, FinetuneModel
 from zhbert.finetune.run import FinetuneConfig, finetune
 from zhbert.finetune.tasks import TaskDataError, get_task, known_tasks, read_split, tags_to_entities
 from zhbert.model import ZhBertForPretraining
@@ -532,7 +532,7 @@ def test_modes_count_and_freeze_the_right_parameters(tasks, exports):
             "adapter": head + adapters + lns}
     for mode in MODES:
         torch.manual_seed(0)
-        model = Transfer(kind_of(spec).head(export.folder), mode)
+        model = FinetuneModel(kind_of(spec).head(export.folder), mode)
         assert model.counts()[0] == want[mode], mode
         model.eval()
         if mode == "adapter":  # zero-initialised up projections: the pretrained function at the start

@@ -17,7 +17,7 @@ from zhbert.data.shards import load_shards, merge_ranks
 from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import build_word_view
 from zhbert.export import Export, TextSettings
-from zhbert.finetune.encode import TaskEncoder
+from zhbert.finetune.features import TaskEncoder
 from zhbert.finetune.tasks import TaskSpec
 from zhbert.model.config import ModelConfig
 

@@ -55,8 +55,9 @@ TENSORBOARD = "tensorboard"
 EXPORT = "export"
 
 # fine-tuning output
-SUMMARY = "summary.json"
-SEED_METRICS = "metrics.json"
+SUMMARY = "summary.json"  # <out>/: every seed's score
+SEED_METRICS = "metrics.json"  # <out>/seed-<n>/: one seed's scores, history and encoding counts
+PREDICTIONS = "predictions.jsonl"  # <out>/seed-<n>/: one line per dev and test example
 
 
 @dataclass(frozen=True)

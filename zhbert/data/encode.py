@@ -10,7 +10,7 @@ word boundaries.
 Pinyin: each word's readings come with it from the table; with a `ContextReader`, the few characters it leaves
 open (了 / 还 / 行 alone …) are then read from their neighbours in the sentence, for the whole batch at once.
 
-Columns (DESIGN.md "Shards"): ``input_ids``; ``word_ids`` — which word of the sequence each token
+Columns (docs/architecture.md, "Contracts"): ``input_ids``; ``word_ids`` — which word of the sequence each token
 belongs to, numbered from 0, specials -1; ``pinyin_ids`` — 0 where a token is not a hanzi. A hanzi
 missing from the char vocab becomes [UNK] but keeps its own reading: the model still hears it.
 """

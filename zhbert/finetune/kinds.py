@@ -33,7 +33,7 @@ from zhbert.model.model import (
 )
 
 if TYPE_CHECKING:
-    from zhbert.finetune.encode import Encoded, Feature, TaskEncoder, Token
+    from zhbert.finetune.features import Feature, TaskEncoder, TaskFeatures, Token
     from zhbert.finetune.run import FinetuneConfig
 
 
@@ -65,7 +65,7 @@ class Kind:
         is counted into ``counts``."""
         return examples
 
-    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: Encoded) -> None:
+    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: TaskFeatures) -> None:
         """Append the features of example ``n`` to ``enc`` (``encoder`` reads and wraps its texts)."""
         raise NotImplementedError
 
@@ -137,7 +137,7 @@ class Classification(Kind):
             raise _outside(path, spec, bad, "labels", "labels")
         return examples
 
-    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: Encoded) -> None:
+    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: TaskFeatures) -> None:
         a = encoder.read(ex.text, enc)
         b = encoder.read(ex.text_pair, enc) if ex.text_pair is not None else None
         room = encoder.max_len - (3 if b is not None else 2)
@@ -205,7 +205,7 @@ class Tagging(Kind):
             raise _outside(path, self.spec, bad, "entity types", "types")
         return examples
 
-    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: Encoded) -> None:
+    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: TaskFeatures) -> None:
         toks = encoder.read(ex.text, enc)
         tags = None
         if ex.entities is not None:
@@ -216,7 +216,7 @@ class Tagging(Kind):
             label = [IGNORE, *tags[w:w + room], IGNORE] if tags is not None else None
             enc.features.append(encoder.feature(n, toks[w:w + room], None, label, "a"))
 
-    def token_tags(self, toks: list[Token], entities: list[Entity], enc: Encoded) -> list[int]:
+    def token_tags(self, toks: list[Token], entities: list[Entity], enc: TaskFeatures) -> list[int]:
         """Tag id per token: B-type on the token where an entity starts, I-type on the tokens inside it."""
         tags = [self.tag_ids["O"]] * len(toks)
         starts = [s for _, _, s, _ in toks]
@@ -294,7 +294,7 @@ class Span(Kind):
         counts["dropped_no_answer"] = len(examples) - len(kept)
         return kept
 
-    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: Encoded) -> None:
+    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: TaskFeatures) -> None:
         q = encoder.read(ex.question or "", enc)
         if len(q) > encoder.max_query_len:
             enc.truncated += 1  # the question; the context is read in windows instead

@@ -52,7 +52,7 @@ class WithAdapter(nn.Module):
         return self.adapter(self.sublayer(*args))
 
 
-class Transfer(nn.Module):
+class FinetuneModel(nn.Module):
     """A fine-tuning model used in one mode: ``forward(batch)`` → (logits, loss or None)."""
 
     def __init__(self, model: ZhBertModel, mode: Mode, adapter_size: int = 64) -> None:
@@ -75,7 +75,7 @@ class Transfer(nn.Module):
             self.layer_weights = nn.Parameter(torch.zeros(model.cfg.num_layers + 1))  # s: softmax → equal mix
             self.gamma = nn.Parameter(torch.ones(()))
 
-    def train(self, mode: bool = True) -> Transfer:
+    def train(self, mode: bool = True) -> FinetuneModel:
         super().train(mode)
         if self.mode.startswith("feature"):
             self.model.bert.eval()  # frozen features: no dropout

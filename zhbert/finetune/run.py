@@ -30,12 +30,13 @@ import torch
 from zhbert.config import ConfigError, to_dict
 from zhbert.device import to_device
 from zhbert.export import Export, load_export
-from zhbert.files import write_json
-from zhbert.finetune.encode import Encoded, TaskEncoder, collate
+from zhbert.files import write_json, write_text
+from zhbert.finetune.features import TaskEncoder, TaskFeatures, collate
 from zhbert.finetune.kinds import Kind
-from zhbert.finetune.modes import Mode, Transfer
+from zhbert.finetune.modes import FinetuneModel, Mode
 from zhbert.finetune.tasks import Example, TaskSpec, get_task, read_split
-from zhbert.train.optim import adamw
+from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, seed_dir
+from zhbert.train.optim import adamw, warmup_decay
 
 
 @dataclass
@@ -114,7 +115,7 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
     for s, c in counts.items():
         print(f"  {s:<5} " + _describe(c, cfg, export))
     scored_on = "test" if kind.labelled(data["test"]) else "dev"
-    per_seed = [_run_seed(cfg, export, kind, data, encoded, seed, out_dir / f"seed-{seed}", counts)
+    per_seed = [_run_seed(cfg, export, kind, data, encoded, seed, seed_dir(out_dir, seed), counts)
                 for seed in cfg.seeds]
     key = kind.main
     values = [r[scored_on][key] for r in per_seed]
@@ -123,7 +124,7 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                "seeds": list(cfg.seeds), "per_seed": values, "config": to_dict(cfg)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / SUMMARY, summary)
     print(f"{spec.name} {scored_on} {key}: {summary['mean']:.4f} ± {summary['std']:.4f} over seeds "
           f"{cfg.seeds} → {out_dir}")
     return summary
@@ -157,21 +158,19 @@ def _device(cfg: FinetuneConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
-def _optimizer(cfg: FinetuneConfig, model: Transfer, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+def _optimizer(cfg: FinetuneConfig, model: FinetuneModel, steps: int) -> tuple[torch.optim.Optimizer, Any]:
     opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay)
-    warm = max(1, int(cfg.warmup * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(max(1, int(cfg.warmup * steps)), steps))
     return opt, sched
 
 
 def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, list[Example] | None],
-              encoded: dict[str, Encoded], seed: int, out: Path, counts: dict[str, dict]) -> dict[str, Any]:
+              encoded: dict[str, TaskFeatures], seed: int, out: Path, counts: dict[str, dict]) -> dict[str, Any]:
     t0 = time.perf_counter()
     _seed_everything(seed)
     device = _device(cfg)
     spec = kind.spec
-    model = Transfer(kind.head(export.folder), cfg.mode, cfg.adapter_size).to(device)
+    model = FinetuneModel(kind.head(export.folder), cfg.mode, cfg.adapter_size).to(device)
     trainable, total = model.counts()
     print(f"seed {seed}: {trainable:,} trainable of {total:,} parameters ({trainable / total:.2%}, mode {cfg.mode})")
     train = encoded["train"].features
@@ -215,23 +214,21 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
         if kind.labelled(data[split]):
             results[split] = kind.score(data[split], preds[split])
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for split, pred in preds.items():
-            for ex, p in zip(data[split], pred):
-                f.write(json.dumps({"split": split, "id": ex.id, "prediction": p, "gold": kind.gold(ex)},
-                                   ensure_ascii=False) + "\n")
+    write_text(out / PREDICTIONS, "".join(
+        json.dumps({"split": split, "id": ex.id, "prediction": p, "gold": kind.gold(ex)}, ensure_ascii=False) + "\n"
+        for split, pred in preds.items() for ex, p in zip(data[split], pred)))
     if "test" in preds:
         kind.submit(data["test"], preds["test"], out / spec.submission)
     metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
                "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
                "wall_s": round(time.perf_counter() - t0, 2), "truncated": sum(c["truncated"] for c in counts.values()),
                "encoding": counts, "text": to_dict(export.text)}
-    write_json(out / "metrics.json", metrics)
+    write_json(out / SEED_METRICS, metrics)
     return metrics
 
 
 @torch.no_grad()
-def predict(cfg: FinetuneConfig, model: Transfer, kind: Kind, examples: list[Example], enc: Encoded,
+def predict(cfg: FinetuneConfig, model: FinetuneModel, kind: Kind, examples: list[Example], enc: TaskFeatures,
             pad: int, device: torch.device) -> list:
     """One prediction per example, as its kind decodes the logits of the example's features."""
     model.eval()

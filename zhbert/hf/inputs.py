@@ -1,5 +1,5 @@
 """Text → the inputs of a word or fusion model in a Hugging Face folder that `zhbert export` wrote: zhbert's own
-encoder (``zhbert.finetune.encode``) with the settings the folder carries (text.json: normalisation, jieba words
+encoder (``zhbert.finetune.features``) with the settings the folder carries (text.json: normalisation, jieba words
 and user dictionaries, the pinyin reader), so the ids are those pretraining saw. Needs zhbert (jieba, pypinyin);
 the model itself loads without it.
 
@@ -21,7 +21,7 @@ from zhbert.data.vocab import CharVocab
 from zhbert.data.word_view import read_word_vocab
 from zhbert.export import Export, TextSettings
 from zhbert.files import read_json
-from zhbert.finetune.encode import Feature, TaskEncoder, collate
+from zhbert.finetune.features import Feature, TaskEncoder, collate
 from zhbert.finetune.tasks import TaskSpec
 from zhbert.layout import CONFIG_FILE
 from zhbert.model.config import ModelConfig

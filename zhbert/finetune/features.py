@@ -9,7 +9,7 @@ within each sentence). Each token keeps the [start, end) of the characters it co
 map onto tokens and predictions map back onto characters of the original text exactly. For the word-level model
 a word in the word vocab becomes one token spanning the whole word (else its char tokens, as in ``word_view``);
 an entity boundary that falls inside such a token cannot be represented and is counted
-(``Encoded.boundaries_inside``). [UNK] tokens are counted too, as prep counts them.
+(``TaskFeatures.boundaries_inside``). [UNK] tokens are counted too, as prep counts them.
 
 What the tokens of an example become (truncated or cut into windows, and labelled) is up to its task kind
 (``zhbert/finetune/kinds.py``); the counts are reported.
@@ -48,7 +48,7 @@ class Feature:
 
 
 @dataclass
-class Encoded:
+class TaskFeatures:
     features: list[Feature]
     truncated: int = 0  # examples cut short (classification)
     windowed: int = 0  # examples read in more than one window (token, span)
@@ -111,8 +111,8 @@ class TaskEncoder:
         return out
 
     # -- examples → features ---------------------------------------------------------------------
-    def encode(self, examples: list[Example]) -> Encoded:
-        enc = Encoded([])
+    def encode(self, examples: list[Example]) -> TaskFeatures:
+        enc = TaskFeatures([])
         for n, ex in enumerate(examples):
             self.kind.encode(self, n, ex, enc)
         enc.counts = {"examples": len(examples), "features": len(enc.features), "truncated": enc.truncated,
@@ -121,7 +121,7 @@ class TaskEncoder:
             enc.counts |= {"boundaries": enc.boundaries, "boundaries_inside_token": enc.boundaries_inside}
         return enc
 
-    def read(self, text: str, enc: Encoded) -> list[Token]:
+    def read(self, text: str, enc: TaskFeatures) -> list[Token]:
         """``tokens``, counted (tokens and [UNK]s) into ``enc``."""
         toks = self.tokens(text)
         enc.tokens += len(toks)
