@@ -21,7 +21,6 @@ from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig, Segmenter
 from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.data.vocab import CharVocab
-from zhbert.data.word_view import WORD_VOCAB
 from zhbert.export import TextSettings, load_export, save_export
 from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
 from zhbert.finetune.features import TaskEncoder, collate
@@ -30,12 +29,13 @@ from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
 from zhbert.finetune.modes import MODES, FinetuneModel
 from zhbert.finetune.run import FinetuneConfig, finetune
 from zhbert.finetune.tasks import TaskDataError, get_task, known_tasks, read_split, tags_to_entities
+from zhbert.layout import WORD_VOCAB
 from zhbert.model import ZhBertForPretraining
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import spell_pinyin
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ["sentiment", "cluener", "msra_ner", "idiom_pair", "cluener_mrc"]
+BUNDLED = ["sentiment", "cluener", "msra_ner", "idiom_pair", "cluener_mrc", "sighan15"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,9 +112,9 @@ def test_every_registered_task_loads_and_unknown_names_list_the_known():
         get_task("tnewz")
     with pytest.raises(ConfigError, match="a token task is scored with entity_f1"):
         get_task("cluener", ["metric=accuracy"])
-    with pytest.raises(ConfigError, match=r"kind must be one of \['classification', 'pair', 'token', 'span'\]"):
+    with pytest.raises(ConfigError, match=r"kind must be one of \['classification', 'pair', 'token', 'span', 'csc'\]"):
         get_task("cluener", ["kind=tokens"])
-    with pytest.raises(ConfigError, match=r"metric must be one of \['accuracy', 'entity_f1', 'em_f1'\], got 'f1'"):
+    with pytest.raises(ConfigError, match=r"metric must be one of \['accuracy', 'entity_f1', 'em_f1', 'sighan'\], got 'f1'"):
         get_task("cluener", ["metric=f1"])
 
 
@@ -584,9 +584,9 @@ def test_a_perfect_submission_scores_one(tasks, tmp_path):
                     for r in rows]
         else:
             assert [r["id"] for r in rows] == [ex.id for ex in examples]
-            pred = [r["label"] for r in rows]
+            pred = [r["prediction" if spec.kind == "csc" else "label"] for r in rows]
         result = kind_of(spec).score(examples, pred)
-        assert result["f1" if spec.kind in ("token", "span") else "accuracy"] == 1.0, name
+        assert result[kind_of(spec).main] == 1.0, name
 
 
 @pytest.mark.parametrize("task, kind, mode", [
@@ -620,6 +620,53 @@ def test_cli_finetunes_each_bundled_task(tasks, exports, tmp_path, task, kind, m
     else:
         assert [r["id"] for r in rows] == [ex.id for ex in test]
         assert spec.kind == "token" or {r["label"] for r in rows} <= set(spec.labels)
+
+
+def test_correction_labels_name_the_right_text_and_decode_back_to_it(tasks, exports):
+    """sighan15's labels, decoded as if the model predicted them, give back the right text: every character for the
+    char and fusion models; for the word model a misspelt word whose right form is in no vocab cannot be
+    corrected (counted), and no decoded change is ever wrong."""
+    spec = get_task("sighan15")
+    examples = read_split(spec, tasks / "sighan15", "test")
+    assert len(examples) == 697 and sum(ex.text != ex.label for ex in examples) == 363
+    for kind in ("char", "fusion", "word"):
+        encoder = TaskEncoder(load_export(exports[kind]), spec, 128, 64)
+        enc = encoder.encode(examples)
+        assert enc.counts["errors"] > 400 and enc.counts["examples"] == 697
+        ids = [torch.tensor([i if lab == -100 else lab for i, lab in zip(f.input_ids, f.label)]) for f in enc.features]
+        pred = encoder.kind.decode(FinetuneConfig(), examples, enc.features, ids)
+        scores = encoder.kind.score(examples, pred)
+        assert scores["char_correction_precision"] == 1.0, kind  # a decoded change is never wrong
+        if kind == "word":  # a sentence corrected in part is a sentence-level false positive
+            assert enc.counts["errors_without_label"] > 0 and 0.5 < scores["char_correction_recall"] < 1.0
+        else:
+            assert enc.counts["errors_without_label"] == 0 and pred == [ex.label for ex in examples], kind
+            assert scores["sentence_correction_f1"] == 1.0
+    noisy = read_split(spec, tasks / "sighan15", "train")
+    assert 0.6 < sum(ex.text != ex.label for ex in noisy) / len(noisy) < 0.8  # 70 % of train carries errors
+    assert all(len(ex.text) == len(ex.label) for ex in noisy)
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "fusion"])
+def test_cli_finetunes_spelling_correction(tasks, exports, tmp_path, kind):
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", str(exports[kind]), "--task", "sighan15", "--data", str(tasks / "sighan15"),
+                 "--config", str(ROOT / "configs/finetune/tiny.toml"), "--seeds", "1", "--epochs=1",
+                 "--max_train=32", "--max_len=64", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "sentence_correction_f1" and summary["split"] == "test"
+    metrics = json.loads((out / "seed-1/metrics.json").read_text())
+    assert metrics["test"]["sentences"] == 697 and metrics["test"]["sentences_with_errors"] == 363
+    assert {f"{level}_{m}" for level in ("sentence_detection", "sentence_correction", "char_detection",
+                                         "char_correction") for m in ("precision", "recall", "f1")} <= set(
+        metrics["test"])
+    assert metrics["encoding"]["train"]["errors"] > 0
+    test = read_split(get_task("sighan15"), tasks / "sighan15", "test")
+    preds = [json.loads(x) for x in (out / "seed-1/predictions.jsonl").read_text().splitlines()]
+    by_id = {p["id"]: p for p in preds if p["split"] == "test"}
+    assert all(len(by_id[ex.id]["prediction"]) == len(ex.text) and by_id[ex.id]["gold"] == ex.label for ex in test)
+    rows = _read_submission(get_task("sighan15"), out / "seed-1/sighan15_predict.json")
+    assert [r["id"] for r in rows] == [ex.id for ex in test]
 
 
 def test_full_finetuning_learns_sentiment(tasks, exports, tmp_path):

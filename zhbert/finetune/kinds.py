@@ -9,6 +9,7 @@ answer, the score and the CLUE submission file. The fine-tuning loop (``run.py``
     pair            one label per text pair (A / B)    sequence head    accuracy
     token           entity tags per token (B- / I-)    token head       entity-level micro F1
     span            an answer span in a context        span head        CMRC2018 EM / F1
+    csc             the right text of a misspelt one   MLM head         SIGHAN detection / correction P / R / F1
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from torch import nn
 from zhbert.config import ConfigError
 from zhbert.files import atomic_write
 from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
+from zhbert.finetune.sighan import LEVELS, sighan_scores
 from zhbert.finetune.tasks import Entity, Example, TaskDataError, TaskSpec, tags_to_entities
 from zhbert.model.model import (
     IGNORE,
+    ZhBertForCorrection,
     ZhBertForSequenceClassification,
     ZhBertForSpanExtraction,
     ZhBertForTokenClassification,
@@ -77,6 +80,10 @@ class Kind:
     def gold(self, ex: Example) -> Any:
         """The example's answer as predictions.jsonl writes it; None when the split has no labels."""
         raise NotImplementedError
+
+    def reduce(self, logits: torch.Tensor) -> torch.Tensor:
+        """What ``decode`` needs of a batch's logits, kept while the rest of the split is predicted."""
+        return logits
 
     def labelled(self, examples: list[Example] | None) -> bool:
         return bool(examples) and all(self.gold(e) is not None for e in examples)
@@ -355,7 +362,75 @@ class Span(Kind):
         return json.dumps({ex.id: p for ex, p in zip(examples, pred)}, ensure_ascii=False, indent=1) + "\n"
 
 
-KINDS: dict[str, type[Kind]] = {"classification": Classification, "pair": Pair, "token": Tagging, "span": Span}
+class Correction(Kind):
+    """Chinese spelling correction (SIGHAN): the label of an example is its text spelt right, of the same length.
+    At every token the MLM head (taken over from pretraining) names the token that belongs there: its own id where
+    the text is right, the id of the right text of its characters where it is wrong (a position whose right text
+    is no token of the vocab has no label, and is counted). A word-level model predicts words and is scored on
+    characters: a predicted token replaces the characters of its span only where it is as long as the span. The
+    text is read in consecutive windows of ``max_len``. Scores: SIGHAN sentence- and character-level detection
+    and correction (``zhbert/finetune/sighan.py``), sentence-level correction F1 the main one; a submission line
+    {"id", "prediction"} per test example."""
+
+    metric, main = "sighan", "sentence_correction_f1"
+
+    def head(self, folder: Path) -> nn.Module:
+        return ZhBertForCorrection.from_pretrained(folder)
+
+    def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:
+        """An example whose right text is not as long as the text cannot be scored: left out and counted."""
+        kept = [e for e in examples if e.label is None or len(e.label) == len(e.text)]
+        counts["dropped_lengths_differ"] = len(examples) - len(kept)
+        return kept
+
+    def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: TaskFeatures) -> None:
+        self.surfaces = encoder.surfaces
+        toks = encoder.read(ex.text, enc)
+        labels = None
+        if ex.label is not None:
+            source, right = encoder.normalize.aligned(ex.text), encoder.normalize.aligned(ex.label)
+            labels = []
+            for i, _, s, e in toks:
+                wrong = source[s:e] != right[s:e]
+                labels.append(encoder.token_id(right[s:e]) if wrong else i)
+                enc.counts["errors"] = enc.counts.get("errors", 0) + wrong
+                enc.counts["errors_without_label"] = enc.counts.get("errors_without_label", 0) + (
+                    wrong and labels[-1] == IGNORE)
+        room = encoder.max_len - 2
+        enc.windowed += len(toks) > room
+        for w in range(0, max(len(toks), 1), room):
+            label = [IGNORE, *labels[w:w + room], IGNORE] if labels is not None else None
+            enc.features.append(encoder.feature(n, toks[w:w + room], None, label, "a"))
+
+    def decode(self, cfg: FinetuneConfig, examples: list[Example], features: list[Feature],
+               logits: list[torch.Tensor]) -> list[str]:
+        """The text with the characters of each token that the model replaces by another token of their length."""
+        chars = [list(ex.text) for ex in examples]
+        for f, row in zip(features, logits):
+            for (s, e), old, new in zip(f.spans, f.input_ids, row[: len(f.input_ids)].tolist()):
+                name = self.surfaces[new]
+                if s >= 0 and new != old and len(name) == e - s:
+                    chars[f.example][s:e] = list(name)
+        return ["".join(c) for c in chars]
+
+    def reduce(self, logits: torch.Tensor) -> torch.Tensor:
+        """The predicted token per position (B, T): (B, T, V) logits of a whole split would not fit in memory."""
+        return logits.argmax(-1)
+
+    def gold(self, ex: Example) -> str | None:
+        return ex.label
+
+    def score(self, examples: list[Example], pred: list) -> dict[str, float]:
+        scores = sighan_scores([ex.text for ex in examples], [ex.label for ex in examples], pred)
+        return {f"{level}_{m}": scores[level][m] for level in LEVELS for m in ("precision", "recall", "f1")} | {
+            "sentences": scores["sentences"], "sentences_with_errors": scores["sentences_with_errors"]}
+
+    def submission(self, examples: list[Example], pred: list) -> str:
+        return _json_lines([{"id": ex.id, "prediction": p} for ex, p in zip(examples, pred)])
+
+
+KINDS: dict[str, type[Kind]] = {"classification": Classification, "pair": Pair, "token": Tagging, "span": Span,
+                                "csc": Correction}
 """The kinds by the name task specs give them (``TaskSpec.kind``)."""
 
 

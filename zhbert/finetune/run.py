@@ -140,6 +140,10 @@ def _describe(c: dict[str, Any], cfg: FinetuneConfig, export: Export) -> str:
     line += f" ({c['dropped_no_answer']:,} questions left out)" if c.get("dropped_no_answer") else ""
     line += f"; {c['truncated']:,} truncated to {cfg.max_len} tokens" if c["truncated"] else ""
     line += f"; {c['windowed']:,} read in several windows" if c["windowed"] else ""
+    line += f"; {c['dropped_lengths_differ']:,} left out: right text of another length" \
+        if c.get("dropped_lengths_differ") else ""
+    line += (f"; {c['errors']:,} misspelt tokens, {c['errors_without_label']:,} of them with no token for the right "
+             "text") if c.get("errors") else ""
     if c.get("boundaries"):
         line += (f"; {c['boundaries_inside_token']:,} of {c['boundaries']:,} entity/answer boundaries fall "
                  f"inside a {'word' if export.model.embedding == 'word' else 'token'}")
@@ -239,5 +243,5 @@ def predict(cfg: FinetuneConfig, model: FinetuneModel, kind: Kind, examples: lis
         batch = to_device({k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids",
                                                                    "pinyin_ids")}, device)
         out, _ = model(batch)
-        logits += list(out.float().cpu())  # one transfer a batch, not one a row
+        logits += list(kind.reduce(out.float()).cpu())  # one transfer a batch, not one a row
     return kind.decode(cfg, examples, feats, logits)

@@ -36,7 +36,7 @@ class TaskSpec:
     """File name of the CLUE submission; empty: ``<name>_predict.json``. CLUE 1.1 names a few differently
     (tnews11_predict.json, ocnli_50k_predict.json, cluewsc11_predict.json)."""
     kind: str = "classification"
-    """The task kind, a name in ``zhbert.finetune.kinds.KINDS`` (classification, pair, token, span): its head,
+    """The task kind, a name in ``zhbert.finetune.kinds.KINDS`` (classification, pair, token, span, csc): its head,
     inputs, predictions, score and submission file."""
     layout: Literal["json", "tsv", "cluener", "tags", "squad"] = "json"
     """File layout (see the module docstring)."""
@@ -61,8 +61,9 @@ class TaskSpec:
     tags: Literal["bio", "bmes"] = "bio"
     """Tag scheme of a ``tags`` file (BMES also accepts B/M/E/S with I as M)."""
     metric: str = "accuracy"
-    """Main metric, the one its kind is scored with: accuracy, entity_f1 (entity-level micro F1) or em_f1 (CMRC2018
-    exact match / F1, F1 the main one)."""
+    """Main metric, the one its kind is scored with: accuracy, entity_f1 (entity-level micro F1), em_f1 (CMRC2018
+    exact match / F1, F1 the main one) or sighan (spelling check: detection and correction P / R / F1 by sentence
+    and by character, sentence-level correction F1 the main one)."""
     description: str = ""
 
     def __post_init__(self) -> None:

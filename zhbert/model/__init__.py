@@ -8,6 +8,7 @@ from zhbert.model.embeddings import spell_pinyin
 from zhbert.model.model import (
     ModelOutput,
     ZhBert,
+    ZhBertForCorrection,
     ZhBertForPretraining,
     ZhBertForSequenceClassification,
     ZhBertForSpanExtraction,
@@ -17,6 +18,7 @@ from zhbert.model.model import (
 )
 
 __all__ = [
-    "ModelConfig", "ModelOutput", "ZhBert", "ZhBertForPretraining", "ZhBertForSequenceClassification",
+    "ModelConfig", "ModelOutput", "ZhBert", "ZhBertForCorrection", "ZhBertForPretraining",
+    "ZhBertForSequenceClassification",
     "ZhBertForSpanExtraction", "ZhBertForTokenClassification", "ZhBertModel", "masked_positions", "spell_pinyin",
 ]

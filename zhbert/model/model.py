@@ -73,6 +73,10 @@ class ModelOutput:
 class ZhBertModel(nn.Module):
     """Base of the models with heads: the trunk as ``self.bert``, BERT init, export folder I/O."""
 
+    carried: tuple[str, ...] = ()
+    """Heads (state-dict prefixes) this class takes over from an export of another class that has them, beside the
+    trunk: a correction model keeps the pretrained MLM head."""
+
     def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
                  pinyin_letters: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -113,9 +117,13 @@ class ZhBertModel(nn.Module):
                     pinyin_letters=state.get("bert.embeddings.pinyin_letters"))
         if same:
             model.load_state_dict(state, strict=True)
-        else:
-            model.bert.load_state_dict({k.removeprefix("bert."): v for k, v in state.items()
-                                        if k.startswith("bert.")}, strict=True)
+            return model
+        model.bert.load_state_dict({k.removeprefix("bert."): v for k, v in state.items()
+                                    if k.startswith("bert.")}, strict=True)
+        for prefix in model.carried:
+            part = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            if part:
+                model.get_submodule(prefix.rstrip(".")).load_state_dict(part, strict=True)
         return model
 
 
@@ -155,6 +163,33 @@ class ZhBertForPretraining(ZhBertModel):
         parts = [x for x in (mlm_loss, pair_loss) if x is not None]
         loss = sum(parts[1:], parts[0]) if parts else None
         return ModelOutput(logits=logits, loss=loss, pair_logits=pair_logits, mlm_loss=mlm_loss, pair_loss=pair_loss)
+
+
+class ZhBertForCorrection(ZhBertModel):
+    """Spelling correction (SIGHAN): at every position the token that belongs there, through the MLM head (tied
+    decoder), which it takes over from a pretraining export; the loss is over the positions with a label."""
+
+    carried = ("mlm.",)
+
+    def __init__(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None = None,
+                 pinyin_letters: torch.Tensor | None = None) -> None:
+        super().__init__(cfg, glyphs, pinyin_letters)
+        self.mlm = MLMHead(cfg)
+        self.initialize()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> ModelOutput:
+        """labels (B, T): the right token id per position, -100 where there is none (specials, padding)."""
+        return self.from_hidden(self.bert(input_ids, attention_mask, token_type_ids, pinyin_ids), attention_mask,
+                                labels)
+
+    def from_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor,
+                    labels: torch.Tensor | None = None) -> ModelOutput:
+        """Logits over the token vocab at every position (B, T, V), and their loss against ``labels``."""
+        logits = self.mlm(h, self.bert.embeddings.tokens.weight)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten()) if labels is not None else None
+        return ModelOutput(logits=logits, loss=loss)
 
 
 def masked_positions(labels: torch.Tensor) -> torch.Tensor:
