@@ -114,7 +114,8 @@ def test_every_registered_task_loads_and_unknown_names_list_the_known():
         get_task("cluener", ["metric=accuracy"])
     with pytest.raises(ConfigError, match=r"kind must be one of \['classification', 'pair', 'token', 'span', 'csc'\]"):
         get_task("cluener", ["kind=tokens"])
-    with pytest.raises(ConfigError, match=r"metric must be one of \['accuracy', 'entity_f1', 'em_f1', 'sighan'\], got 'f1'"):
+    with pytest.raises(ConfigError,
+                       match=r"metric must be one of \['accuracy', 'entity_f1', 'em_f1', 'sighan'\], got 'f1'"):
         get_task("cluener", ["metric=f1"])
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from zhbert.config import ConfigError, from_dict
+from zhbert.data.confusion import homophones
 from zhbert.data.encode import describe
 from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings
 from zhbert.data.prep import PrepConfig, run_prep
@@ -228,6 +229,34 @@ def test_80_10_10_and_pinyin_of_each_treatment(data):
     shares = {k: n / total for k, n in counts.items()}
     print(f"treatment shares over {total} masked tokens: {shares}")
     assert abs(shares["mask"] - 0.8) < 0.02 and abs(shares["random"] - 0.1) < 0.02 and abs(shares["same"] - 0.1) < 0.02
+
+
+def test_correction_masking_puts_a_homophone_for_a_share_of_the_masks(data):
+    """similar_prob = 0.5: about half of what would be [MASK] is a homophone of the hidden character instead
+    (same tone where it has one), with the homophone's own pinyin; the selection, the random and the unchanged
+    shares, and the other draws are those of plain masking; the word view's words stay [MASK] or characters."""
+    v, pinyin, readings = data["vocab"], data["pinyin"], Readings()
+    tokens = v.tokens  # a property that builds the list: once
+    near = homophones(t for t in tokens if len(t) == 1)
+    plain, similar = collator(data, context=False), collator(data, context=False, similar_prob=0.5)
+    shares = {"mask": 0, "similar": 0}
+    for (_, a, original, _), (_, b, _, _) in zip(batches(data, "char", plain), batches(data, "char", similar)):
+        assert torch.equal(a["masked"], b["masked"]) and torch.equal(a["labels"], b["labels"])
+        ids_a, ids_b, py_b = a["input_ids"].numpy(), b["input_ids"].numpy(), b["pinyin_ids"].numpy()
+        assert ((ids_a == ids_b) | (ids_a == v.mask_id)).all()  # only [MASK]s change
+        swapped = (ids_a == v.mask_id) & (ids_b != v.mask_id)
+        for o, n, p in zip(original[swapped], ids_b[swapped], py_b[swapped]):
+            same, other = near[tokens[o]]
+            assert tokens[n] in (same or other) and p == pinyin.ids.get(readings(tokens[n])[0])
+        shares["similar"] += swapped.sum()
+        shares["mask"] += (ids_b == v.mask_id).sum()
+    share = shares["similar"] / (shares["similar"] + shares["mask"])
+    assert 0.4 < share < 0.5  # half of the masks whose character has a homophone: nearly every hanzi has one
+    word = MaskingCollator(from_dict(MaskingConfig, {"similar_prob": 1.0}), v, pinyin,
+                           tokens_of_view=(data["vocab_dir"] / WORD_VOCAB).read_text().split("\n")[:-1])
+    for _, b, original, _ in batches(data, "word", word, n=5):
+        ids, masked = b["input_ids"].numpy(), b["masked"].numpy()
+        assert (ids[masked & (ids != original)] < len(v)).all()
 
 
 @pytest.mark.parametrize("replace_per", ["word", "token"])

@@ -52,6 +52,8 @@ class VariantConfig:
     """A model config (configs/model/*.toml): the embedding kind and sizes."""
     whole_word_prob: float = 1.0
     """Masking: 1.0 whole-word masking, 0.0 char masking (the masking ablation)."""
+    similar_prob: float = 0.0
+    """Correction masking: the share of [MASK]s given a homophone instead (``MaskingConfig.similar_prob``)."""
     description: str = ""
 
 
@@ -166,8 +168,7 @@ def run_compare(cfg: CompareConfig) -> Path:
     write_json(runs / "compare.json", {
         "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
         "variants": [{"name": v.name, "embedding": _model(v.model).embedding, "description": v.description,
-                      "masking": "whole-word" if v.whole_word_prob == 1.0 else
-                      "char" if v.whole_word_prob == 0.0 else f"whole-word {v.whole_word_prob:.0%}",
+                      "masking": _masking(v),
                       "control": controls.get(v.name)} for v in cfg.variants],
         "ranks": cfg.ranks, "machine": _machine(), "date": time.strftime("%Y-%m-%d"),
     })
@@ -217,6 +218,13 @@ def _finetune_logged(cfg: FinetuneConfig, job: _Job) -> dict:
         return finetune(cfg, job.export, job.task, job.data, job.out)
 
 
+def _masking(v: VariantConfig) -> str:
+    """A variant's masking in words, for the report."""
+    unit = ("whole-word" if v.whole_word_prob == 1.0 else "char" if v.whole_word_prob == 0.0
+            else f"whole-word {v.whole_word_prob:.0%}")
+    return unit + (f", {v.similar_prob:.0%} of [MASK]s a homophone" if v.similar_prob else "")
+
+
 def _model(path: str) -> ModelConfig:
     """A variant's model config (its kind and shape; the table sizes come from the data)."""
     return load(ModelConfig, path)
@@ -229,7 +237,8 @@ def _write_pretrain_toml(cfg: CompareConfig, v: VariantConfig, run: RunDir) -> P
     toml = run.root.parent / "pretrain.toml"
     table = {"extends": str(config_path(cfg.pretrain).resolve()), "output": str(run.root.resolve()),
              "model": {"extends": str(config_path(v.model).resolve())},
-             "masking": {"whole_word_prob": v.whole_word_prob},
+             "masking": {"whole_word_prob": v.whole_word_prob} | ({"similar_prob": v.similar_prob}
+                                                                  if v.similar_prob else {}),
              "data": {"work": str(Path(cfg.data).resolve())}}
     write_text(toml, f"# variant {toml_value(v.name)} of the comparison {toml_value(cfg.name)} (written by zhbert "
                      f"compare)\n{dump_toml(table)}")

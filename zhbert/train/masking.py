@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from zhbert.config import ConfigError
+from zhbert.data.confusion import homophones
 from zhbert.data.pinyin import ContextReader, PinyinVocab, Readings
 from zhbert.data.text import is_hanzi
 from zhbert.data.vocab import CharVocab
@@ -71,6 +72,11 @@ class MaskingConfig:
     random_token_prob: float = 0.1
     """Share of selected units replaced by a random character and its pinyin; the rest stay unchanged,
     so the model cannot assume that a visible token is never a target."""
+    similar_prob: float = 0.0
+    """Correction masking (MacBERT's "MLM as correction"): the share of the tokens bound for [MASK] that get a
+    similar character instead, one read alike (a homophone of the same tone, else of another tone, among the
+    vocab's characters: zhbert/data/confusion.py), with its own pinyin; a token with none stays [MASK]. 0: plain
+    80/10/10 (and the same masks as before this option existed)."""
     replace_per: Literal["word", "token"] = "word"
     """Draw the [MASK] / random / unchanged choice once per selected word (all its tokens alike, as in
     whole-word masking) or for each token separately."""
@@ -82,7 +88,7 @@ class MaskingConfig:
     another document's row of the batch: label 1). Must match ``ModelConfig.pair_head``."""
 
     def __post_init__(self) -> None:
-        for name in ("mask_prob", "whole_word_prob", "mask_token_prob", "random_token_prob"):
+        for name in ("mask_prob", "whole_word_prob", "mask_token_prob", "random_token_prob", "similar_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mask_prob == 0.0:
@@ -124,6 +130,7 @@ class MaskingCollator:
         self.sentence_ends = np.array([vocab.tokenizer.token_to_id(t) for t in SENTENCE_ENDS
                                        if vocab.tokenizer.token_to_id(t) is not None], np.int64)
         self.token_chars = token_chars(tokens) if tokens_of_view is None else token_chars(tokens_of_view)
+        self.similar = _similar_table(tokens, len(tokens_of_view or tokens)) if cfg.similar_prob > 0 else None
 
     def __call__(self, rows: Sequence[dict[str, Any]], step: int, *stream: int) -> dict[str, torch.Tensor]:
         """``stream``: more non-negative ints that pick an independent mask stream for the same step, e.g.
@@ -152,6 +159,12 @@ class MaskingCollator:
         random_ids = self.random_ids[rng.integers(len(self.random_ids), size=(B, T))]  # (B, T)
 
         out_ids = np.where(to_random, random_ids, np.where(to_mask, self.vocab.mask_id, ids))
+        if self.similar is not None:  # drawn last, so that similar_prob = 0 leaves every other draw as it was
+            start, count, flat = self.similar
+            to_similar = to_mask & (count[ids] > 0) & (rng.random((B, T)) < cfg.similar_prob)
+            similar = flat[start[ids] + (rng.random((B, T)) * count[ids]).astype(np.int64)]
+            out_ids = np.where(to_similar, similar, out_ids)
+            to_random, random_ids = to_random | to_similar, np.where(to_similar, similar, random_ids)
         batch = self._batch(rows, ids, out_ids, word_ids, masked, to_mask | to_random)
         batch["maskable"] = torch.from_numpy(maskable)
         if "pinyin_ids" in batch:
@@ -320,6 +333,21 @@ class MaskingCollator:
         out = np.full((len(rows), lengths.max()), value, np.int64)
         out[np.arange(out.shape[1]) < lengths[:, None]] = np.concatenate(columns)  # row-major: row by row
         return out
+
+
+def _similar_table(tokens: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For correction masking: each token id's similar characters as (start, count, flat ids), so that token i's
+    are ``flat[start[i]:start[i] + count[i]]``: its homophones of the same tone among the char vocab's single
+    characters, else those of another tone; none for specials, non-hanzi and the word vocab's words (``size``:
+    the ids the rows hold)."""
+    ids = {t: i for i, t in enumerate(tokens) if len(t) == 1}
+    near = homophones(ids)
+    start, count, flat = np.zeros(size, np.int64), np.zeros(size, np.int64), []
+    for c, (same, other) in near.items():
+        chosen = sorted(ids[h] for h in (same or other))
+        start[ids[c]], count[ids[c]] = len(flat), len(chosen)
+        flat += chosen
+    return start, count, np.array(flat or [0], np.int64)
 
 
 def token_chars(tokens: Sequence[str]) -> np.ndarray:
