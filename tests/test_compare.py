@@ -197,12 +197,14 @@ def test_compare_config_errors():
 def test_config_text_keeps_odd_paths_exactly(tmp_path):
     """Paths with quotes, backslashes and non-BMP characters reach the variant's pretrain.toml and the demo's
     compare config unchanged."""
-    from zhbert.compare import CompareConfig, Variant, _write_pretrain_toml
+    from zhbert.compare import CompareConfig, VariantConfig, _write_pretrain_toml
+    from zhbert.layout import RunDir
     from zhbert.train.config import PretrainConfig
 
     odd = tmp_path / 'a "quoted" \\ dir 𩸽'
     cfg = CompareConfig(name='it\'s "mini"', data=str(odd), pretrain=str(ROOT / "configs/pretrain/tiny.toml"))
-    toml = _write_pretrain_toml(cfg, Variant("char", str(ROOT / "configs/model/tiny-char.toml")), odd / "char")
+    toml = _write_pretrain_toml(cfg, VariantConfig("char", str(ROOT / "configs/model/tiny-char.toml")),
+                                RunDir(odd / "char" / "pretrain"))
     pretrain = load(PretrainConfig, toml)
     assert pretrain.data.shards == str(odd / "shards") and pretrain.output == str(odd / "char" / "pretrain")
     assert pretrain.model.embedding == "char" and pretrain.steps == 200

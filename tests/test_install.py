@@ -65,12 +65,13 @@ def test_tasks_glyphs_and_the_demo_config_from_another_folder(site, tmp_path):
     code = """
 from pathlib import Path
 from zhbert.compare import _write_pretrain_toml
+from zhbert.layout import RunDir
 from zhbert.config import load
 from zhbert.demo import demo_compare_config
 from zhbert.train.config import PretrainConfig
 cfg = demo_compare_config(Path("data/demo"))
 for v in cfg.variants:
-    pretrain = load(PretrainConfig, _write_pretrain_toml(cfg, v, Path("runs") / v.name))
+    pretrain = load(PretrainConfig, _write_pretrain_toml(cfg, v, RunDir(Path("runs") / v.name / "pretrain")))
     print(v.name, pretrain.model.embedding, pretrain.steps, pretrain.data.shards)
 """
     done = installed(site, tmp_path, sys.executable, "-c", code)
