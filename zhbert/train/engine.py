@@ -61,6 +61,8 @@ def init_distributed() -> tuple[int, int]:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(free_port()))
     deepspeed.init_distributed(auto_mpi_discovery=False, verbose=False)
+    dist.barrier()  # every rank has mapped every rank's CPU allreduce buffer: the names can go
+    release_shm_buffer()
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -187,11 +189,12 @@ def barrier() -> None:
 
 
 def release_shm_buffer() -> None:
-    """Unlink this rank's DeepSpeed CPU allreduce buffer, once the rank is past its last collective. DeepSpeed's shm
-    allreduce (csrc/cpu/comm/shm.cpp, 0.19) creates ``/dev/shm/deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>``
-    (66 MB) for every rank and never unlinks it, so each CPU run left 66 MB of RAM per rank in /dev/shm for good:
-    20 GB on this box after a day of tests. The peers mapped the file when the group started, and a mapping outlives
-    its name. Nothing to do where the file does not exist (CUDA, or another accelerator)."""
+    """Unlink this rank's DeepSpeed CPU allreduce buffer once every rank has mapped it. DeepSpeed's shm allreduce
+    (csrc/cpu/comm/shm.cpp, 0.19) creates ``/dev/shm/deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>`` (66 MB)
+    for every rank while the group starts and never unlinks it, so each CPU run left 66 MB of RAM per rank in
+    /dev/shm for good (20 GB on this box after a day of tests), killed and failed runs too. Every rank maps every
+    buffer before ``init_distributed`` returns, and a mapping outlives its name, so the names go right after the
+    start (``init_distributed``). Nothing to do where the file does not exist (CUDA, or another accelerator)."""
     name = (f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR')}_{os.environ.get('MASTER_PORT')}"
             f"_{dist.get_rank()}")
     Path("/dev/shm", name).unlink(missing_ok=True)

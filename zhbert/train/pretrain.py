@@ -232,7 +232,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     ds.lead_only(write_export)
     log.close()
     ds.barrier()  # the last collective must hold no tensors (see engine.barrier)
-    ds.release_shm_buffer()
     return export
 
 
