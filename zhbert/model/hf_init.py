@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from zhbert.files import read_json
+from zhbert.layout import VOCAB
 from zhbert.model import ZhBertForPretraining
 from zhbert.model.convert import from_hf_folder
 
@@ -68,7 +69,7 @@ def init_from_hf(model: ZhBertForPretraining, folder: str | Path, tokens: list[s
 
 def _rows(folder: Path, tokens: list[str], rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The folder's row of each run token (n,) and whether it has one (n,) bool."""
-    path = folder / "vocab.txt"
+    path = folder / VOCAB
     if not path.exists():
         if rows != len(tokens):
             raise ValueError(f"--init {folder}: {rows} token rows but the run's vocab has {len(tokens)}, and the "
