@@ -120,7 +120,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = _build_model(model_cfg, glyphs, vocabs)
-    if cfg.init and not (checkpoints / "latest").exists():  # a fresh run; a resumed one loads its checkpoint
+    if cfg.init and not resume:  # a fresh run; a resumed one loads its checkpoint
         started = init_from_hf(model, cfg.init, vocabs.char.tokens)
         if lead:
             print(started, flush=True)
