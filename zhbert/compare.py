@@ -62,9 +62,9 @@ def _default_variants() -> list[VariantConfig]:
             VariantConfig("word", "configs/model/tiny-word.toml", description="word-level baseline (word view)"),
             VariantConfig("fusion", "configs/model/tiny-fusion.toml", description="char + glyph + pinyin"),
             VariantConfig("char-charmask", "configs/model/tiny-char.toml", 0.0,
-                    "char-only with char masking instead of whole-word masking"),
+                          description="char-only with char masking instead of whole-word masking"),
             VariantConfig("fusion-charmask", "configs/model/tiny-fusion.toml", 0.0,
-                    "fusion with char masking instead of whole-word masking")]
+                          description="fusion with char masking instead of whole-word masking")]
 
 
 @dataclass
@@ -165,7 +165,7 @@ def run_compare(cfg: CompareConfig) -> Path:
                 jobs.append(job)
     _run_finetunes(jobs, finetune_cfg, cfg.jobs, steps)
 
-    write_json(runs / "compare.json", {
+    write_json(layout.spec, {
         "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
         "variants": [{"name": v.name, "embedding": _model(v.model).embedding, "description": v.description,
                       "masking": _masking(v),

@@ -137,6 +137,11 @@ class CompareDir:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    @property
+    def spec(self) -> Path:
+        """What the comparison was: name, reference, tasks, seeds, variants, machine, date (the report reads it)."""
+        return self.root / "compare.json"
+
     def pretrain(self, variant: str) -> RunDir:
         return RunDir(self.root / variant / "pretrain")
 

@@ -141,7 +141,7 @@ class Runs:
 def collect(runs: str | Path) -> Runs:
     """Read ``runs``; a missing or inconsistent file anywhere raises one `RunsError` naming all of them."""
     folder = Path(runs)
-    spec_path = folder / "compare.json"
+    spec_path = CompareDir(folder).spec
     if not spec_path.exists():
         raise RunsError(f"{folder}: no compare.json; is this a `zhbert compare` runs folder?")
     spec = read_json(spec_path)
