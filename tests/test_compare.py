@@ -92,6 +92,17 @@ def test_report_numbers_come_from_the_runs(compared):
     assert {(g["variant"], g["reference"]) for g in numbers["pretraining_gains"]} == \
         {(v, f"untrained-tiny-{v}") for v in ("char", "word", "fusion", "fusion-pinyin")}
     assert f"{controls[0]} (no pretraining)" in md and "## What did pretraining buy?" in md
+    # robustness: every model's seeds scored on the perturbed test split, and the drop paired by seed
+    assert "## Robustness" in md
+    for v in numbers["variants"] + numbers["controls"]:
+        for task in TASKS:
+            robust = v["finetune"][task]["robustness"]
+            summary = json.loads((runs / v["name"] / "finetune" / task / "summary.json").read_text())
+            assert set(robust) == {"homophone", "lookalike"}
+            for name, r in robust.items():
+                assert list(r["per_seed"].values()) == summary[f"test.{name}"]["per_seed"]
+                drops = [summary["per_seed"][i] - p for i, p in enumerate(summary[f"test.{name}"]["per_seed"])]
+                assert list(r["drop_per_seed"].values()) == pytest.approx(drops)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from zhbert.config import ConfigError, load, to_dict
 from zhbert.data.glyphs import render_glyph_table
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig, Segmenter
-from zhbert.data.text import NormalizeConfig, Normalizer
+from zhbert.data.text import NormalizeConfig, Normalizer, is_hanzi
 from zhbert.data.vocab import CharVocab
 from zhbert.export import TextSettings, load_export, save_export
 from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
@@ -614,7 +614,11 @@ def test_cli_finetunes_each_bundled_task(tasks, exports, tmp_path, task, kind, m
     assert summary["mean"] == pytest.approx(sum(summary["per_seed"]) / 2)
     dev, test = (read_split(spec, tasks / task, s) for s in ("dev", "test"))
     preds = [json.loads(x) for x in (out / "seed-1/predictions.jsonl").read_text().splitlines()]
-    assert [p["split"] for p in preds] == ["dev"] * len(dev) + ["test"] * len(test)
+    # configs/finetune/tiny.toml also scores the test split with homophones and with look-alikes
+    assert [p["split"] for p in preds] == ["dev"] * len(dev) + ["test"] * len(test) + \
+        ["test.homophone"] * len(test) + ["test.lookalike"] * len(test)
+    assert set(summary["test.homophone"]) == {"mean", "per_seed", "drop"} and "test.lookalike" in m
+    assert m["encoding"]["test.homophone"]["perturbation"]["counts"]["replaced"] > 0
     rows = _read_submission(spec, out / f"seed-1/{task}_predict.json")
     if spec.kind == "span":
         assert list(rows) == [ex.id for ex in test]
@@ -668,6 +672,29 @@ def test_cli_finetunes_spelling_correction(tasks, exports, tmp_path, kind):
     assert all(len(by_id[ex.id]["prediction"]) == len(ex.text) and by_id[ex.id]["gold"] == ex.label for ex in test)
     rows = _read_submission(get_task("sighan15"), out / "seed-1/sighan15_predict.json")
     assert [r["id"] for r in rows] == [ex.id for ex in test]
+
+
+def test_robustness_sets_replace_a_share_of_hanzi_and_keep_the_answers(tasks):
+    """A tenth of the hanzi replaced from the homophone or look-alike set, seeded; same lengths, labels and entity
+    spans; an answer's text read again from the perturbed context; a spelling-correction task has none."""
+    from zhbert.finetune.robustness import perturb
+
+    for name in ("sentiment", "msra_ner", "cluener_mrc", "idiom_pair"):
+        examples = read_split(get_task(name), tasks / name, "test")
+        for kind in ("homophone", "lookalike"):
+            perturbed, record = perturb(examples, kind, 0.1)
+            assert perturb(examples, kind, 0.1)[0] == perturbed  # seeded
+            changed = hanzi = 0
+            for old, new in zip(examples, perturbed):
+                assert len(new.text) == len(old.text) and (new.label, new.entities) == (old.label, old.entities)
+                assert (new.text_pair is None) == (old.text_pair is None)
+                for a, b in ((old.text, new.text), (old.text_pair or "", new.text_pair or "")):
+                    changed += sum(x != y for x, y in zip(a, b))
+                    hanzi += sum(is_hanzi(c) for c in a)
+                for (start, text), (s0, _) in zip(new.answers or [], old.answers or []):
+                    assert start == s0 and (start < 0 or text == new.text[start:start + len(text)])
+            assert record["counts"]["replaced"] == changed > 0.05 * hanzi, (name, kind)
+    assert not kind_of(get_task("sighan15")).robust
 
 
 def test_full_finetuning_learns_sentiment(tasks, exports, tmp_path):

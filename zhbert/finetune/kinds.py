@@ -49,6 +49,9 @@ class Kind:
     """The key of the main number in what ``score`` returns."""
     boundaries: ClassVar[bool] = False
     """Whether encoding counts entity / answer boundaries (and those that fall inside a token)."""
+    robust: ClassVar[bool] = True
+    """Whether a robustness set (the text with confusable characters, zhbert/finetune/robustness.py) keeps the
+    answers right: not for spelling correction, whose answer is the text itself."""
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
@@ -372,7 +375,7 @@ class Correction(Kind):
     and correction (``zhbert/finetune/sighan.py``), sentence-level correction F1 the main one; a submission line
     {"id", "prediction"} per test example."""
 
-    metric, main = "sighan", "sentence_correction_f1"
+    metric, main, robust = "sighan", "sentence_correction_f1", False
 
     def head(self, folder: Path) -> nn.Module:
         return ZhBertForCorrection.from_pretrained(folder)

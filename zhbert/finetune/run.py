@@ -5,12 +5,14 @@ AdamW with linear warm-up and decay, evaluation on dev after every epoch, the be
 Output of ``finetune`` (the comparison reads these names):
 
     <out>/seed-<s>/metrics.json         task, seed, mode, metric, dev {…}, test {…} (when test has labels),
+                                        <split>.homophone {…} / <split>.lookalike {…} (the robustness sets),
                                         trainable_params, total_params, wall_s, truncated, encoding counts per
                                         split ([UNK]s, dropped / changed examples, windows), the text settings
-    <out>/seed-<s>/predictions.jsonl    one line per dev and test example: split, id, prediction, gold
+    <out>/seed-<s>/predictions.jsonl    one line per dev, test and robustness example: split, id, prediction, gold
     <out>/seed-<s>/<task>_predict.json  the CLUE submission file for the test split (CLUE 1.1's own name where it
                                         differs: tnews11_, ocnli_50k_, cluewsc11_predict.json)
-    <out>/summary.json                  task, metric, split, mean, std, seeds, per_seed
+    <out>/summary.json                  task, metric, split, mean, std, seeds, per_seed; per robustness set its
+                                        mean, per_seed and drop (clean − perturbed, paired by seed)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from zhbert.files import write_json, write_text
 from zhbert.finetune.features import TaskEncoder, TaskFeatures, collate
 from zhbert.finetune.kinds import Kind
 from zhbert.finetune.modes import FinetuneModel, Mode
+from zhbert.finetune.robustness import PERTURBATIONS, perturb
 from zhbert.finetune.tasks import Example, TaskSpec, get_task, read_split
 from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, seed_dir
 from zhbert.train.optim import adamw, warmup_decay
@@ -78,6 +81,11 @@ class FinetuneConfig:
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda[:n]. (Normalisation and jieba settings are not set here: they come
     with the export, as its pretraining shards were prepared.)"""
+    robustness: list[str] = field(default_factory=list)
+    """Also score the scored split perturbed: ``homophone``, ``lookalike`` (zhbert/finetune/robustness.py), each
+    as the split ``<split>.<name>`` in metrics.json and predictions.jsonl; a spelling-correction task has none."""
+    robustness_share: float = 0.1
+    """Share of the hanzi of each text the robustness sets replace."""
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -87,6 +95,10 @@ class FinetuneConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_len < 8:
             raise ConfigError(f"max_len must be at least 8, got {self.max_len}")
+        unknown = sorted(set(self.robustness) - set(PERTURBATIONS))
+        if unknown or not 0 < self.robustness_share <= 1:
+            raise ConfigError(f"robustness must name {list(PERTURBATIONS)} (got {unknown or self.robustness}) and "
+                              f"robustness_share be in (0, 1] (got {self.robustness_share})")
 
 
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
@@ -107,6 +119,10 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
                                 "the best epoch is chosen on dev")
     if cfg.max_train:
         data["train"] = data["train"][: cfg.max_train]
+    scored_on = "test" if kind.labelled(data["test"]) else "dev"
+    for name in cfg.robustness if kind.robust else []:
+        data[f"{scored_on}.{name}"], record = perturb(data[scored_on], name, cfg.robustness_share)
+        reads[f"{scored_on}.{name}"] = {"perturbation": record}
     t0 = time.perf_counter()
     encoded = {s: encoder.encode(exs) for s, exs in data.items() if exs is not None}
     counts = {s: reads[s] | e.counts for s, e in encoded.items()}
@@ -114,7 +130,6 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
           f"encoded in {time.perf_counter() - t0:.1f}s")
     for s, c in counts.items():
         print(f"  {s:<5} " + _describe(c, cfg, export))
-    scored_on = "test" if kind.labelled(data["test"]) else "dev"
     per_seed = [_run_seed(cfg, export, kind, data, encoded, seed, seed_dir(out_dir, seed), counts)
                 for seed in cfg.seeds]
     key = kind.main
@@ -123,6 +138,10 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
                "embedding": export.model.embedding, "model": str(export.folder),
                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                "seeds": list(cfg.seeds), "per_seed": values, "config": to_dict(cfg)}
+    for split in (s for s in data if s.startswith(f"{scored_on}.")):
+        perturbed = [r[split][key] for r in per_seed]
+        summary[split] = {"mean": statistics.fmean(perturbed), "per_seed": perturbed,
+                          "drop": statistics.fmean(v - p for v, p in zip(values, perturbed))}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SUMMARY, summary)
     print(f"{spec.name} {scored_on} {key}: {summary['mean']:.4f} ± {summary['std']:.4f} over seeds "
@@ -211,7 +230,7 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
 
     results: dict[str, Any] = {}
     preds: dict[str, list] = {}
-    for split in ("dev", "test"):
+    for split in (s for s in data if s != "train"):  # dev, test and the robustness sets
         if data[split] is None:
             continue
         preds[split] = predict(cfg, model, kind, data[split], encoded[split], pad, device)

@@ -99,6 +99,9 @@ class TaskScores:
     split: str
     scores: dict[int, float]
     finetune_seconds: float
+    robust: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Robustness set (homophone, lookalike) → seed → the main metric on ``split`` perturbed, where fine-tuning
+    scored one (zhbert/finetune/robustness.py)."""
 
     @property
     def mean(self) -> float:
@@ -223,6 +226,8 @@ def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[st
         raise RunsError(f"{task_dir}: the seeds disagree on the metric or split ({sorted(metrics)}, {sorted(splits)})")
     metric, split = metrics.pop(), splits.pop()
     scores = {s: float(m[split][metric]) for s, m in per_seed.items()}
+    sets = set.intersection(*({k for k in m if k.startswith(f"{split}.")} for m in per_seed.values()))
+    robust = {k.split(".", 1)[1]: {s: float(m[k][metric]) for s, m in per_seed.items()} for k in sorted(sets)}
     summary_path = task_dir / SUMMARY
     if summary_path.exists():
         summary = read_json(summary_path)
@@ -230,4 +235,4 @@ def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[st
         if any(s not in theirs or not math.isclose(theirs[s], v, abs_tol=1e-9) for s, v in scores.items()):
             warnings.append(f"{where}: summary.json per-seed scores {theirs} differ from the seed files {scores}; "
                             "the report uses the seed files")
-    return TaskScores(metric, split, scores, sum(m["wall_s"] for m in per_seed.values()))
+    return TaskScores(metric, split, scores, sum(m["wall_s"] for m in per_seed.values()), robust)

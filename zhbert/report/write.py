@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,25 @@ def budget_table(runs: Runs) -> str:
     return _table(header, rows)
 
 
+def robustness_table(runs: Runs) -> str:
+    """Per task, model and robustness set: the clean score, the perturbed one and the drop (clean − perturbed,
+    paired by seed), each mean ± std over seeds; '' when no run scored a robustness set."""
+    rows = []
+    for t in runs.tasks:
+        for name in [v.name for v in runs.variants] + runs.controls:
+            s = runs.finetune[t][name]
+            for perturbation, perturbed in s.robust.items():
+                drop = [s.scores[seed] - perturbed[seed] for seed in s.scores]
+                rows.append([t, name, perturbation, _mean_std(list(s.scores.values())),
+                             _mean_std(list(perturbed.values())), _mean_std(drop)])
+    return _table(["task", "model", "set", "clean", "perturbed", "drop"], rows) if rows else ""
+
+
+def _mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.{SCORE_DIGITS}f} ± {std:.{SCORE_DIGITS}f}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -239,6 +259,12 @@ def _markdown(runs: Runs, table: str, comparisons: list[Comparison], gains: list
         parts += ["## What did pretraining buy?", "",
                   "Each variant against its model fine-tuned untrained (the same weights a pretraining run starts "
                   f"from), paired by seed, as above. {_chance(len(gains))}", "", *_by_task(runs, gains)]
+    if robust := robustness_table(runs):
+        parts += ["## Robustness", "",
+                  "Each model's fine-tuned weights scored again on the same split with a share of the hanzi of every "
+                  "text replaced by a homophone or a look-alike character (pycorrector's confusion sets; labels and "
+                  "spans unchanged; zhbert/finetune/robustness.py). Drop: clean − perturbed, paired by seed.", "",
+                  robust, ""]
     parts += ["## Fairness", "", *[f"- {n}" for n in fairness], "", budget_table(runs), "", "## Variants", ""]
     parts += [f"- **{v.name}**: {v.embedding} embedding, {v.masking} masking"
               + (f"; {v.description}" if v.description else "") for v in runs.variants]
@@ -264,7 +290,10 @@ def _finite(x: float | None) -> float | None:
 def _json(runs: Runs, comparisons: list[Comparison], gains: list[Comparison], fairness: list[str]) -> dict[str, Any]:
     def finetune(name: str) -> dict[str, Any]:
         return {t: {"metric": s.metric, "split": s.split, "mean": s.mean, "std": s.std,
-                    "per_seed": {str(seed): x for seed, x in s.scores.items()}, "finetune_seconds": s.finetune_seconds}
+                    "per_seed": {str(seed): x for seed, x in s.scores.items()}, "finetune_seconds": s.finetune_seconds,
+                    "robustness": {p: {"per_seed": {str(seed): x for seed, x in r.items()},
+                                       "drop_per_seed": {str(seed): s.scores[seed] - x for seed, x in r.items()}}
+                                   for p, r in s.robust.items()}}
                 for t in runs.tasks for s in [runs.finetune[t][name]]}
 
     def tests(cs: list[Comparison]) -> list[dict[str, Any]]:
