@@ -64,7 +64,9 @@ def _default_variants() -> list[VariantConfig]:
             VariantConfig("char-charmask", "configs/model/tiny-char.toml", 0.0,
                           description="char-only with char masking instead of whole-word masking"),
             VariantConfig("fusion-charmask", "configs/model/tiny-fusion.toml", 0.0,
-                          description="fusion with char masking instead of whole-word masking")]
+                          description="fusion with char masking instead of whole-word masking"),
+            VariantConfig("fusion-correction", "configs/model/tiny-fusion.toml", similar_prob=0.5,
+                          description="fusion with correction masking: half of the [MASK]s a homophone instead")]
 
 
 @dataclass
