@@ -2,7 +2,7 @@
 
 bundled tasks (their dev/test text is the corpus's exclusion list) → corpus → pinyin vocab → char vocab →
 glyph table → char-view shards → word vocab and word view (zhbert.data.build) → `zhbert compare` with
-configs/compare/tiny.toml: four variants pretrained under DeepSpeed with two processes, each fine-tuned on
+configs/compare/tiny.toml: six variants pretrained under DeepSpeed with two processes, each fine-tuned on
 the bundled tasks with three seeds → the report, whose table is printed at the end.
 """
 
