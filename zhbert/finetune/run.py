@@ -37,7 +37,7 @@ from zhbert.finetune.features import TaskEncoder, TaskFeatures, collate
 from zhbert.finetune.kinds import Kind
 from zhbert.finetune.modes import FinetuneModel, Mode
 from zhbert.finetune.robustness import PERTURBATIONS, perturb
-from zhbert.finetune.tasks import Example, TaskSpec, get_task, read_split
+from zhbert.finetune.tasks import SPLITS, Example, TaskSpec, get_task, read_split
 from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, seed_dir
 from zhbert.train.optim import adamw, warmup_decay
 
@@ -244,8 +244,8 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
         kind.submit(data["test"], preds["test"], out / spec.submission)
     metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
                "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
-               "wall_s": round(time.perf_counter() - t0, 2), "truncated": sum(c["truncated"] for c in counts.values()),
-               "encoding": counts, "text": to_dict(export.text)}
+               "wall_s": round(time.perf_counter() - t0, 2), "encoding": counts, "text": to_dict(export.text),
+               "truncated": sum(counts[s]["truncated"] for s in SPLITS if s in counts)}  # not the robustness copies
     write_json(out / SEED_METRICS, metrics)
     return metrics
 
