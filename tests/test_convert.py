@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # a dev dependency (pyproject's dev extra): never skipped
 
 from zhbert.model import ModelConfig, ZhBertForPretraining
 from zhbert.model.convert import export_hf_bert, from_hf_bert, from_hf_folder
-
-transformers = pytest.importorskip("transformers")
 
 SIZES = dict(vocab_size=500, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
              max_position_embeddings=64)

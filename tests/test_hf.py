@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # a dev dependency (pyproject's dev extra): never skipped
 from safetensors.torch import load_file, save_file
 from test_convert import randomise
 from test_pretrain import ROOT, finish, launch, tiny
@@ -28,8 +29,6 @@ from zhbert.train.data import PretrainData, check_inputs
 from zhbert.train.loader import train_batches
 from zhbert.train.masking import MaskingCollator
 from zhbert.train.metrics import read_metrics
-
-transformers = pytest.importorskip("transformers")
 
 KINDS = ("char", "word", "fusion")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from zhbert.finetune.run import FinetuneConfig
 
 
-class Kind:
+class Kind(ABC):
     """One task kind for one task spec; the methods below are what the loop and the encoder ask of it."""
 
     metric: ClassVar[str]
@@ -60,29 +61,35 @@ class Kind:
             raise ConfigError(f"task {spec.name!r}: a {spec.kind} task is scored with {self.metric}, not {spec.metric}")
 
     def check(self) -> None:
-        """Check the fields of the spec this kind needs; a misfit is a ConfigError naming the task."""
+        """Check the fields of the spec this kind needs; a misfit is a ConfigError naming the task. An optional hook:
+        a kind that needs no field checks nothing."""
+        return None
 
+    @abstractmethod
     def head(self, folder: Path) -> nn.Module:
         """The export in ``folder`` with this kind's head."""
-        raise NotImplementedError
+        ...
 
     def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:
         """The examples of one split read from ``path`` that can be used, checked against the spec; what is dropped
         is counted into ``counts``."""
         return examples
 
+    @abstractmethod
     def encode(self, encoder: TaskEncoder, n: int, ex: Example, enc: TaskFeatures) -> None:
         """Append the features of example ``n`` to ``enc`` (``encoder`` reads and wraps its texts)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def decode(self, cfg: FinetuneConfig, examples: list[Example], features: list[Feature],
                logits: list[torch.Tensor]) -> list:
         """One prediction per example from the logits of its features, as ``gold`` gives the answer."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def gold(self, ex: Example) -> Any:
         """The example's answer as predictions.jsonl writes it; None when the split has no labels."""
-        raise NotImplementedError
+        ...
 
     def reduce(self, logits: torch.Tensor) -> torch.Tensor:
         """What ``decode`` needs of a batch's logits, kept while the rest of the split is predicted."""
@@ -91,12 +98,14 @@ class Kind:
     def labelled(self, examples: list[Example] | None) -> bool:
         return bool(examples) and all(self.gold(e) is not None for e in examples)
 
+    @abstractmethod
     def score(self, examples: list[Example], pred: list) -> dict[str, float]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def submission(self, examples: list[Example], pred: list) -> str:
         """The text of the CLUE submission file."""
-        raise NotImplementedError
+        ...
 
     def submit(self, examples: list[Example], pred: list, path: Path) -> Path:
         """Write the submission file for the test split to ``path``."""
