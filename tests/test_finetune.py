@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from zhbert.cli import main
-from zhbert.config import ConfigError, load, to_dict
+from zhbert.config import ConfigError, config_hash, load, to_dict
 from zhbert.data.glyphs import render_glyph_table
 from zhbert.data.pinyin import PinyinVocab
 from zhbert.data.segment import SegmentConfig, Segmenter
@@ -705,6 +705,23 @@ def test_full_finetuning_learns_sentiment(tasks, exports, tmp_path):
     assert a["per_seed"][0] > 0.62
     metrics = json.loads((tmp_path / "a/seed-3/metrics.json").read_text())
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+
+
+def test_a_task_runs_with_its_own_settings(tasks, exports, tmp_path):
+    """``[tasks.<name>]`` applies to that task alone (nor does it change another task's run key); a bad entry
+    fails when the config loads."""
+    base = ["seeds=[1]", "epochs=1", "max_train=64", "max_len=64", "robustness=[]"]
+    cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml", [*base, "tasks.sentiment.epochs=2"])
+    assert (cfg.for_task("sentiment").epochs, cfg.for_task("msra_ner").epochs) == (2, 1)
+    plain = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml", base)
+    assert config_hash(cfg.for_task("msra_ner")) == config_hash(plain.for_task("msra_ner"))
+    assert config_hash(cfg.for_task("sentiment")) != config_hash(plain.for_task("sentiment"))
+    finetune(cfg, exports["char"], "sentiment", tasks / "sentiment", tmp_path / "s")
+    assert len(json.loads((tmp_path / "s/seed-1/metrics.json").read_text())["history"]) == 2
+    for bad, says in (("tasks.sentiment.lrr=1", "tasks.sentiment.lrr"), ("tasks.sentiment.lr='high'", "lr"),
+                      ("tasks.sentiment.seeds=[2]", "seeds")):
+        with pytest.raises(ConfigError, match=says):
+            load(FinetuneConfig, None, [bad])
 
 
 # -- bundled tasks -----------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def run_compare(cfg: CompareConfig) -> Path:
         model = sha256_file(export / WEIGHTS_FILE), sha256_file(export / TEXT) if (export / TEXT).exists() else None
         for task in cfg.tasks:
             job = _Job(f"finetune {name} {task}", export, task, tasks / task, layout.finetune(name, task),
-                       config_hash(finetune_cfg, model, specs[task], task_data[task]))
+                       config_hash(finetune_cfg.for_task(task), model, specs[task], task_data[task]))
             if steps.current(job.name, job.key, [job.out / SUMMARY]):
                 print(f"── {job.name}: up to date")
             else:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zhbert.config import ConfigError, to_dict
+from zhbert.config import ConfigError, from_dict, to_dict
 from zhbert.device import to_device
 from zhbert.export import Export, load_export
 from zhbert.files import write_json, write_text
@@ -86,6 +86,10 @@ class FinetuneConfig:
     as the split ``<split>.<name>`` in metrics.json and predictions.jsonl; a spelling-correction task has none."""
     robustness_share: float = 0.1
     """Share of the hanzi of each text the robustness sets replace."""
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Settings of one task over the ones above, e.g. ``[tasks.idiom_pair]`` ``lr = 5e-4``: tasks converge at
+    different learning rates and epochs (CLUE's baselines set both per task). Not ``seeds``: scores pair up by
+    seed across tasks and variants."""
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -99,15 +103,26 @@ class FinetuneConfig:
         if unknown or not 0 < self.robustness_share <= 1:
             raise ConfigError(f"robustness must name {list(PERTURBATIONS)} (got {unknown or self.robustness}) and "
                               f"robustness_share be in (0, 1] (got {self.robustness_share})")
+        for name, settings in self.tasks.items():
+            if not isinstance(settings, dict) or {"seeds", "tasks"} & set(settings):
+                raise ConfigError(f"tasks.{name} must be a table of settings other than seeds and tasks, "
+                                  f"got {settings!r}")
+            self.for_task(name)  # checks the keys and values now, not when that task's turn comes
+
+    def for_task(self, name: str) -> FinetuneConfig:
+        """The settings task ``name`` is fine-tuned with: these with its ``tasks`` entry over them (and no
+        ``tasks``, so a task's settings, and the hash that keys its runs, do not change with another's)."""
+        return from_dict(FinetuneConfig, to_dict(self) | self.tasks.get(name, {}) | {"tasks": {}}, f"tasks.{name}.")
 
 
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
              out_dir: str | Path) -> dict[str, Any]:
     """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
     docstring and return the summary."""
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    cfg = cfg.for_task(spec.name)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    spec = task if isinstance(task, TaskSpec) else get_task(task)
     export = load_export(model_dir)
     encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)  # checks max_len first
     kind = encoder.kind
