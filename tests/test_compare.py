@@ -151,6 +151,20 @@ def test_fine_tuning_is_redone_when_the_export_reads_text_differently(compared):
         assert f"finetune char {task}: up to date" in done.stdout
 
 
+@pytest.mark.slow
+def test_a_task_setting_redoes_that_task_alone(compared):
+    """``[tasks.msra_ner]`` in the fine-tuning config redoes msra_ner's runs and keeps sentiment's; a task the
+    comparison does not fine-tune is named (a misspelt name would otherwise change nothing, silently)."""
+    out, _, cmd = compared
+    finetune = out / "finetune.toml"
+    finetune.write_text(finetune.read_text() + dump_toml({"tasks": {"msra_ner": {"lr": 2e-3},
+                                                                    "msra_nre": {"lr": 1e-4}}}))
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "finetune char sentiment: up to date" in done.stdout
+    assert "finetune char msra_ner: up to date" not in done.stdout
+    assert "sets tasks ['msra_nre']" in done.stdout
+
+
 @pytest.fixture(scope="module")
 def clue_tasks(tmp_path_factory) -> Path:
     """An AFQMC folder as CLUE distributes it — train/dev/test.json, test without labels, no manifest.json —

@@ -152,6 +152,10 @@ def run_compare(cfg: CompareConfig) -> Path:
                                                                         exports[control]))
 
     finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
+    unused = sorted(set(finetune_cfg.tasks) - set(cfg.tasks))
+    if unused:  # most likely a misspelt task name, which would otherwise silently get the default settings
+        print(f"── note: {cfg.finetune} sets tasks {unused}, which this comparison does not fine-tune "
+              f"(its tasks: {cfg.tasks})")
     task_data = {t: folder_sha256(tasks / t) for t in cfg.tasks}  # the files, whoever wrote them
     jobs = []
     for name, export in exports.items():
