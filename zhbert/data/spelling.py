@@ -100,6 +100,11 @@ class SpellingData:
     same_pinyin: Parsed[dict[str, tuple[set[str], set[str]]]]
     same_stroke: Parsed[dict[str, set[str]]]
 
+    @property
+    def homophones(self) -> dict[str, set[str]]:
+        """same_pinyin with its two columns joined: each character's homophones in any tone."""
+        return {c: same | other for c, (same, other) in self.same_pinyin.data.items()}
+
 
 def read_spelling_data(downloads: Path | None = None) -> SpellingData:
     """The three files of the pinned pycorrector wheel, downloaded once and checked by sha256."""

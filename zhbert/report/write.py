@@ -170,8 +170,7 @@ def results_table(runs: Runs) -> str:
 
 
 def _scores(runs: Runs, name: str) -> list[str]:
-    return [f"{s.mean:.{SCORE_DIGITS}f} ± {s.std:.{SCORE_DIGITS}f}"
-            for s in (runs.finetune[t][name] for t in runs.tasks)]
+    return [_mean_std(list(runs.finetune[t][name].scores.values())) for t in runs.tasks]
 
 
 def budget_table(runs: Runs) -> str:
