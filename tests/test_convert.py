@@ -84,7 +84,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path):
 
 
 @pytest.mark.parametrize("change", [{"pre_ln": True}, {"share_layers": True}, {"embedding_size": 16},
-                                    {"embedding": "word", "word_vocab_size": 600}])
+                                    {"position": "rope"}, {"embedding": "word", "word_vocab_size": 600}])
 def test_layouts_hf_bert_lacks_are_refused(change, tmp_path):
     cfg = ModelConfig(**{**dict(vocab_size=500, hidden_size=64, num_layers=2, num_heads=4,
                                 intermediate_size=128, max_position=64), **change})

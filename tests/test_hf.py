@@ -30,8 +30,6 @@ from zhbert.train.loader import train_batches
 from zhbert.train.masking import MaskingCollator
 from zhbert.train.metrics import read_metrics
 
-KINDS = ("char", "word", "fusion")
-
 # run in a fresh process: zhbert made unimportable, so neither the folder's code nor the tokenizer can lean on it
 FRESH = """
 import json, sys
@@ -90,10 +88,11 @@ def exports(built_data, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("exports")
     out = {}
-    for kind in KINDS:
+    for name, kind, position in (("char", "char", "learned"), ("char-rope", "char", "rope"),
+                                 ("word", "word", "rope"), ("fusion", "fusion", "learned")):
         config = ROOT / "configs" / "pretrain" / f"tiny-{kind}.toml"
-        out[kind] = export_untrained(load(PretrainConfig, config, tiny(built_data, root / kind, config)),
-                                     root / kind / "export")
+        cfg = load(PretrainConfig, config, tiny(built_data, root / name, config, **{"model.position": position}))
+        out[name] = export_untrained(cfg, root / name / "export")
     return out
 
 
@@ -117,8 +116,9 @@ def test_char_export_is_a_bert_with_zhberts_tokenizer(exports, small_corpus, tmp
     assert all(r["sequence"].replace(" ", "") == f"今天天气很{r['token_str']}。" for r in got["fill"])
 
 
-@pytest.mark.parametrize("kind", ["word", "fusion"])
-def test_word_and_fusion_exports_load_as_remote_code(exports, small_corpus, tmp_path, kind):
+@pytest.mark.parametrize("kind", ["word", "fusion", "char-rope"])
+def test_word_fusion_and_rotary_exports_load_as_remote_code(exports, small_corpus, tmp_path, kind):
+    """What BERT cannot hold goes as zhbert's own code: the word and fusion embeddings, rotary positions."""
     folder = export_hf(exports[kind], tmp_path / "hf")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_zhbert.ZhBertForMaskedLM"
@@ -127,7 +127,7 @@ def test_word_and_fusion_exports_load_as_remote_code(exports, small_corpus, tmp_
     assert all(torch.equal(v, encode(load_export(exports[kind]), texts)[k]) for k, v in batch.items())
     if kind == "word":
         assert batch["input_ids"].max() >= config["zhbert"]["vocab_size"]  # some words are word tokens
-    else:
+    elif kind == "fusion":
         assert (batch["pinyin_ids"] > 2).any()
     save_file(batch, str(tmp_path / "batch.safetensors"))
     got, tensors = run_fresh(folder, tmp_path)
@@ -164,7 +164,7 @@ def test_pretrain_init_starts_from_the_bert_and_resume_keeps_the_checkpoint(buil
     bert = bert_folder(tmp_path / "bert", order, **TINY_SIZES)
     run = tmp_path / "run"
     args = tiny(built_data, run, TINY_CHAR, steps=1, eval_every=1, save_every=1,
-                **{"model.hidden_dropout": 0.0, "model.attention_dropout": 0.0})
+                **{"model.hidden_dropout": 0.0, "model.attention_dropout": 0.0, "model.position": "learned"})
     cli = [sys.executable, "-m", "zhbert", "pretrain", "--config", str(TINY_CHAR), *args]
     out = finish(launch([*cli, "--init", str(tmp_path / "bert")]))
     assert f"{len(tokens):,} of {len(tokens):,} char rows" in out
@@ -222,6 +222,9 @@ def test_init_takes_the_shared_parts_of_word_and_fusion_models(tmp_path):
                                                 "bert.embeddings.fuse"))]
         assert (kind == "fusion") == bool(kept) and all(torch.equal(now[k], fresh[k]) for k in kept)
 
+    rotary = ZhBertForPretraining(ModelConfig(embedding="word", word_vocab_size=12, position="rope", **base))
+    with pytest.raises(ValueError, match="position rope vs learned"):  # BERT's position table has no place there
+        init_from_hf(rotary, tmp_path / "bert", tokens)
     bert_folder(tmp_path / "big", theirs, **(sizes | {"hidden_size": 64}))
     with pytest.raises(ValueError, match="hidden_size 32 vs 64"):
         init_from_hf(models["word"], tmp_path / "big", tokens)

@@ -300,6 +300,30 @@ def test_pre_ln_blocks_and_final_norm():
         assert not torch.allclose(block_post(x, mask), expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_rotary_positions_give_a_document_the_same_vectors_wherever_it_sits_in_a_packed_row(kind):
+    """With rotary positions a score depends on the offset between two tokens only, so a document read at the end of
+    a packed row (its own attention block) comes out as it does alone; with learned absolute positions it does not.
+    And the rotary model has no position table to save."""
+    b = inputs(batch(), kind)
+    a_len, b_len = int(b["attention_mask"][0].sum()), int(b["attention_mask"][1].sum())
+    row = {k: torch.cat([v[0, :a_len], v[1, :b_len]])[None] for k, v in b.items()}
+    alone = {k: v[1:2, :b_len] for k, v in b.items()}
+    documents = torch.tensor([[0] * a_len + [1] * b_len])
+    for position, same in (("rope", True), ("learned", False)):
+        model = build(kind=kind, position=position, hidden_dropout=0.0, attention_dropout=0.0).eval()
+        with torch.no_grad():
+            packed = model.bert(**row, document_ids=documents)[0, a_len:]
+            assert torch.allclose(packed, model.bert(**alone)[0], atol=1e-5) == same, position
+    assert any("positions" in k for k in model.state_dict())  # the learned model has its table
+    assert not any("positions" in k for k in build(kind=kind, position="rope").state_dict())
+
+
+def test_rotary_positions_need_an_even_head_size():
+    with pytest.raises(ConfigError, match="head size 5 must be even"):
+        config("char", hidden_size=20, num_heads=4, position="rope")
+
+
 def test_factorized_embedding_saves_the_expected_parameters():
     V, P, H, E = len(vocab()), 64, 32, 8
     full, small = build(kind="char"), build(kind="char", embedding_size=E)

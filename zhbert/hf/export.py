@@ -6,6 +6,7 @@ word, fusion  ``modeling_zhbert.py`` (zhbert's own model source, zhbert/hf/remot
               config.json, weights with the fusion tables inside, and the export's vocab and text files, from
               which ``zhbert.hf.inputs`` makes the inputs: ``AutoModelForMaskedLM.from_pretrained(folder,
               trust_remote_code=True)`` loads the model without zhbert; its inputs need zhbert (jieba, pypinyin).
+              A char model with rotary positions goes this way too: BERT has no such positions.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def export_hf(export: str | Path, out: str | Path) -> Path:
     """Write the Hugging Face folder of the model in ``export`` to ``out``."""
     exp, out = load_export(export), Path(out)
     model = ZhBertForPretraining.from_pretrained(exp.folder)
-    if exp.model.embedding == "char":
+    if exp.model.embedding == "char" and exp.model.position == "learned":
         export_hf_bert(model, out)
         char_tokenizer(exp.folder, out, exp.text.normalize, exp.model.max_position)
     else:

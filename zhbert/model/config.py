@@ -58,7 +58,12 @@ class ModelConfig:
     intermediate_size: int = 3072
     """Width of the MLP inside each block."""
     max_position: int = 512
-    """Learned absolute positions: the longest sequence the model takes."""
+    """The longest sequence the model takes (with ``position = "learned"`` the rows of the position table)."""
+    position: Literal["learned", "rope"] = "learned"
+    """How the trunk knows where a token stands. ``learned``: BERT's table of absolute positions added to the
+    embedding (needed for HF parity). ``rope``: rotary positions inside attention (RoFormer, ModernBERT), no table:
+    a query-key score depends on how far apart the two tokens are, so "look at my neighbour" needs no learning.
+    The tiny demo model leaves the unigram stage in a third of the steps with it (docs/learning.md §9)."""
     type_vocab_size: int = 2
     """Segment ids (sentence A / B) for pair tasks."""
     hidden_dropout: float = 0.1
@@ -113,6 +118,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
+        if self.position == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError(f"position = 'rope' turns pairs of channels: the head size "
+                              f"{self.hidden_size // self.num_heads} must be even")
         if not self.fusion_inputs or len(set(self.fusion_inputs)) != len(self.fusion_inputs):
             raise ConfigError(f"fusion_inputs must name glyph and/or pinyin once each, got {self.fusion_inputs} "
                               "(a char-only model is embedding = 'char')")

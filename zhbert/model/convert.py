@@ -56,7 +56,7 @@ def _key_pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
 
 def _check_exportable(cfg: ModelConfig) -> None:
     wrong = [name for name, bad in (("embedding != 'char'", cfg.embedding != "char"), ("pre_ln", cfg.pre_ln),
-                                    ("share_layers", cfg.share_layers),
+                                    ("share_layers", cfg.share_layers), ("rotary positions", cfg.position != "learned"),
                                     ("embedding_size", cfg.embedding_size not in (None, cfg.hidden_size)))
              if bad]
     if wrong:

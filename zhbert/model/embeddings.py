@@ -1,8 +1,9 @@
 """Input embeddings, one class per ``ModelConfig.embedding`` value; each returns (B, T, H).
 
-- char:   token + learned position + segment → LayerNorm → dropout (BERT; HF-compatible names).
+- char:   token + learned position + segment → LayerNorm → dropout (BERT; HF-compatible names). With rotary
+          positions (``ModelConfig.position = "rope"``) there is no position table: attention turns q and k.
 - word:   the same over the word vocab (char vocab first, then multi-char words).
-- fusion: char ‖ glyph ‖ pinyin → Linear(3E → H), + position + segment → LayerNorm → dropout
+- fusion: char ‖ glyph ‖ pinyin → Linear(3E → H), + position (learned) + segment → LayerNorm → dropout
           (ChineseBERT). Glyph features come from a fixed uint8 table through a small trainable net,
           pinyin features from a CNN over the letters of each syllable.
 
@@ -63,6 +64,12 @@ def spell_pinyin(syllables: Sequence[str], max_letters: int = 7) -> torch.Tensor
     return table
 
 
+def add_positions(x: torch.Tensor, positions: nn.Embedding | None) -> torch.Tensor:
+    """x (B, T, E) plus the learned position of each column; unchanged without a table (rotary positions, which
+    attention applies: zhbert.model.encoder)."""
+    return x if positions is None else x + positions.weight[: x.shape[1]]
+
+
 class CharEmbeddings(nn.Module):
     """BERT embeddings over the char vocab; with E < H (ALBERT) the sum is projected to H."""
 
@@ -70,7 +77,7 @@ class CharEmbeddings(nn.Module):
         super().__init__()
         E = cfg.emb_dim
         self.tokens = nn.Embedding(cfg.token_vocab_size, E)
-        self.positions = nn.Embedding(cfg.max_position, E)
+        self.positions = nn.Embedding(cfg.max_position, E) if cfg.position == "learned" else None
         self.segments = nn.Embedding(cfg.type_vocab_size, E)
         self.ln = nn.LayerNorm(E, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
@@ -80,8 +87,7 @@ class CharEmbeddings(nn.Module):
                 pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, T) → (B, T, H). ``pinyin_ids`` is accepted and unused, so every kind is
         called the same way."""
-        T = input_ids.shape[1]
-        x = self.tokens(input_ids) + self.positions.weight[:T]  # (B, T, E)
+        x = add_positions(self.tokens(input_ids), self.positions)  # (B, T, E)
         x = x + (self.segments(token_type_ids) if token_type_ids is not None else self.segments.weight[0])
         return self.project(self.dropout(self.ln(x)))  # (B, T, H)
 
@@ -171,7 +177,7 @@ class FusionEmbeddings(nn.Module):
         if "pinyin" in self.inputs:
             self.pinyin_net = PinyinCNN(cfg)
         self.fuse = nn.Linear((1 + len(self.inputs)) * E, H)
-        self.positions = nn.Embedding(cfg.max_position, H)
+        self.positions = nn.Embedding(cfg.max_position, H) if cfg.position == "learned" else None
         self.segments = nn.Embedding(cfg.type_vocab_size, H)
         self.ln = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
@@ -199,7 +205,6 @@ class FusionEmbeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 pinyin_ids: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, pinyin_ids (B, T) → (B, T, H)."""
-        T = input_ids.shape[1]
         w_char, *w_parts = self.fuse.weight.chunk(1 + len(self.inputs), dim=1)  # each (H, E)
         w = dict(zip(self.inputs, w_parts))
         chars, char_of = self._rows(input_ids)  # (U,), (B, T)
@@ -208,7 +213,7 @@ class FusionEmbeddings(nn.Module):
             pixels = self.glyphs[chars]  # (U, fonts, S, S)
             per_char = per_char + F.linear(self._glyph_net(pixels) - self._glyph_net(self.glyph_reference),
                                            w["glyph"])  # centred
-        x = per_char[char_of] + self.positions.weight[:T]  # (B, T, H)
+        x = add_positions(per_char[char_of], self.positions)  # (B, T, H)
         if "pinyin" in w:
             if pinyin_ids is None:
                 raise ValueError("the fusion embedding needs pinyin_ids (0 for non-hanzi tokens and padding)")

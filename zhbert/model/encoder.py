@@ -1,4 +1,5 @@
-"""The one encoder trunk: bidirectional self-attention blocks, post-LN (BERT) or pre-LN as a flag.
+"""The one encoder trunk: bidirectional self-attention blocks, post-LN (BERT) or pre-LN as a flag, positions from
+the embedding (learned) or rotary inside attention (``ModelConfig.position``).
 
 Single-device code on purpose: DeepSpeed / FSDP / compile are applied from outside. Attention runs
 through ``F.scaled_dot_product_attention`` so the backend (flash / memory-efficient / math) is
@@ -14,6 +15,25 @@ from torch import nn
 from zhbert.model.config import ModelConfig
 from zhbert.model.embeddings import FusionEmbeddings
 
+Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin (T, head size): the rotary angles of one sequence length
+
+
+def rotary(T: int, head_size: int, like: torch.Tensor, base: float = 10000.0) -> Rope:
+    """RoFormer's angles: channel pair i of position t turned by t·base^(-2i/head_size). Computed per call in fp32
+    (not a buffer, which bf16 casting would coarsen), then cast to ``like``'s dtype; the pair of a channel c is
+    c + head_size/2 (GPT-NeoX's halves layout, as ``rotate``)."""
+    inv_freq = base ** -(torch.arange(0, head_size, 2, dtype=torch.float32, device=like.device) / head_size)
+    angles = torch.outer(torch.arange(T, dtype=torch.float32, device=like.device), inv_freq)  # (T, hs/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (T, hs)
+    return angles.cos().to(like.dtype), angles.sin().to(like.dtype)
+
+
+def rotate(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """x (B, nh, T, hs) with each channel pair turned by its position's angle: q·k then depends on the offset."""
+    cos, sin = rope
+    a, b = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-b, a), dim=-1) * sin
+
 
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
@@ -25,11 +45,14 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.proj_dropout = nn.Dropout(cfg.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H); mask (B, 1, 1, T) or (B, 1, T, T) bool, True where a key may be attended to."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
+        """x (B, T, H); mask (B, 1, 1, T) or (B, 1, T, T) bool, True where a key may be attended to; rope: the
+        rotary angles (``rotary``) when positions are rotary."""
         B, T, H = x.shape
         q, k, v = self.qkv(x).split(H, dim=2)
         q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, H)
@@ -58,11 +81,11 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.ln2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
         if self.pre_ln:
-            x = x + self.attn(self.ln1(x), mask)
+            x = x + self.attn(self.ln1(x), mask, rope)
             return x + self.mlp(self.ln2(x))
-        x = self.ln1(x + self.attn(x, mask))
+        x = self.ln1(x + self.attn(x, mask, rope))
         return self.ln2(x + self.mlp(x))
 
 
@@ -72,6 +95,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.num_layers = cfg.num_layers
+        self.head_size = cfg.hidden_size // cfg.num_heads
+        self.rope = cfg.position == "rope"
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(1 if cfg.share_layers else cfg.num_layers))
         # pre-LN leaves the residual stream un-normalised: one LayerNorm at the top
         self.ln_f = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.pre_ln else nn.Identity()
@@ -90,9 +115,10 @@ class Encoder(nn.Module):
         if document_ids is not None:  # (B, 1, T, T) block-diagonal; a padded query sees only itself, never NaN
             same = document_ids[:, None, :, None] == document_ids[:, None, None, :]
             mask = (mask & same) | torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+        rope = rotary(x.shape[1], self.head_size, x) if self.rope else None  # positions count along the row
         out = [x]
         for i in range(self.num_layers):
-            out.append(self.blocks[i % len(self.blocks)](out[-1], mask))
+            out.append(self.blocks[i % len(self.blocks)](out[-1], mask, rope))
         out[-1] = self.ln_f(out[-1])
         return out
 

@@ -25,7 +25,7 @@ from zhbert.model.convert import from_hf_folder
 
 # what must agree between the run's model and BERT for the trunk to carry over
 SHAPE = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position", "type_vocab_size", "emb_dim",
-         "pre_ln", "share_layers")
+         "pre_ln", "share_layers", "position")
 
 
 def init_from_hf(model: ZhBertForPretraining, folder: str | Path, tokens: list[str]) -> str:
