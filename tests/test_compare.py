@@ -162,7 +162,7 @@ def test_a_task_setting_redoes_that_task_alone(compared):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     assert "finetune char sentiment: up to date" in done.stdout
     assert "finetune char msra_ner: up to date" not in done.stdout
-    assert "sets tasks ['msra_nre']" in done.stdout
+    assert "sets tasks ['idiom_pair', 'msra_nre']" in done.stdout  # idiom_pair: configs/finetune/tiny.toml's own
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def test_config_text_keeps_odd_paths_exactly(tmp_path):
                                 RunDir(odd / "char" / "pretrain"))
     pretrain = load(PretrainConfig, toml)
     assert pretrain.data.shards == str(odd / "shards") and pretrain.output == str(odd / "char" / "pretrain")
-    assert pretrain.model.embedding == "char" and pretrain.steps == 200
+    assert pretrain.model.embedding == "char" and pretrain.steps == 800 and pretrain.model.position == "rope"
     from zhbert.demo import demo_compare_config
 
     demo = demo_compare_config(odd)

@@ -76,5 +76,5 @@ for v in cfg.variants:
 """
     done = installed(site, tmp_path, sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == [f"char char 200 {tmp_path / 'data/demo/shards'}",
-                                           f"word word 200 {tmp_path / 'data/demo/shards-word'}"]
+    assert done.stdout.split("\n")[:2] == [f"char char 800 {tmp_path / 'data/demo/shards'}",
+                                           f"fusion fusion 800 {tmp_path / 'data/demo/shards'}"]

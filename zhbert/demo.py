@@ -2,8 +2,9 @@
 
 bundled tasks (their dev/test text is the corpus's exclusion list) → corpus → pinyin vocab → char vocab →
 glyph table → char-view shards → word vocab and word view (zhbert.data.build) → `zhbert compare` with
-configs/compare/tiny.toml: six variants pretrained under DeepSpeed with two processes, each fine-tuned on
-the bundled tasks with three seeds → the report, whose table is printed at the end.
+configs/compare/tiny.toml: the char-only and fusion models pretrained under DeepSpeed with two processes, each
+fine-tuned on bundled tasks with four seeds beside its untrained control → the report, whose table is printed at
+the end.
 """
 
 from __future__ import annotations
