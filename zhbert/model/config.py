@@ -63,7 +63,8 @@ class ModelConfig:
     """How the trunk knows where a token stands. ``learned``: BERT's table of absolute positions added to the
     embedding (needed for HF parity). ``rope``: rotary positions inside attention (RoFormer, ModernBERT), no table:
     a query-key score depends on how far apart the two tokens are, so "look at my neighbour" needs no learning.
-    The tiny demo model leaves the unigram stage in a third of the steps with it (docs/learning.md §9)."""
+    The tiny char model reaches 2.9 times the unigram's held-out accuracy in 600 steps with it, 1.3 times with learned
+    positions (docs/learning.md §9)."""
     type_vocab_size: int = 2
     """Segment ids (sentence A / B) for pair tasks."""
     hidden_dropout: float = 0.1
