@@ -47,10 +47,14 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    # one micro-batch a step; packed rows attend across their joins, as the twin (which takes no document ids) does
+    # one micro-batch a step; packed rows attend across their joins, as the twin (which takes no document ids) does;
+    # BERT's layout, which the twin has: learned positions and dropout 0.1 (the tiny configs train with rotary
+    # positions and no dropout)
     cfg = load(PretrainConfig, args.config, [f"micro_batch={load(PretrainConfig, args.config).batch_size}",
                                              'data.pack_attention="across"', f"steps={args.steps}",
-                                             f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}"])
+                                             f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
+                                             'model.position="learned"', "model.hidden_dropout=0.1",
+                                             "model.attention_dropout=0.1"])
     if cfg.model.embedding != "char":
         raise SystemExit("the twin is a char-vocab BERT: use a char model config")
     inputs = check_inputs(cfg)
