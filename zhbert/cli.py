@@ -7,7 +7,6 @@ Config overrides are written like the TOML keys they change: `--normalize.t2s=tr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -121,10 +120,11 @@ def cmd_pretrain(args: argparse.Namespace, rest: list[str]) -> None:
 
     flags = [override("init", str(args.init))] if args.init else []
     pretrain(load(PretrainConfig, args.config, _split_overrides(rest) + flags), resume=args.resume)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one rank of a launch: end it past interpreter shutdown
-        from zhbert.train.engine import end_rank
+    # end past interpreter shutdown, where gloo's threads can abort a finished run (engine.barrier): a launched rank,
+    # and a single process too, whose group of one has the same threads (CI saw one abort after its export)
+    from zhbert.train.engine import end_rank
 
-        end_rank()
+    end_rank()
 
 
 def cmd_export(args: argparse.Namespace, rest: list[str]) -> None:

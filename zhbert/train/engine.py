@@ -201,9 +201,9 @@ def release_shm_buffer() -> None:
 
 
 def end_rank() -> NoReturn:
-    """End a launched rank whose run is complete (every file closed, the last barrier passed) without interpreter
-    shutdown, the only step left that can still abort it (see ``barrier``): flush what Python buffers, then
-    ``os._exit(0)``."""
+    """End a pretraining process whose run is complete (every file closed, the last barrier passed; one rank of a
+    launch or a single process) without interpreter shutdown, the only step left that can still abort it (see
+    ``barrier``): flush what Python buffers, then ``os._exit(0)``."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
