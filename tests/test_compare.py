@@ -217,6 +217,9 @@ def test_compare_config_errors():
     for path in sorted((ROOT / "configs" / "compare").glob("*.toml")):
         cfg = load(CompareConfig, path)
         assert cfg.reference in [v.name for v in cfg.variants] and len(cfg.seeds) >= 3
+        # the demo builds the word view only for a comparison with a word-level model
+        assert cfg.reads_word_view() == any(v.name.startswith("word") for v in cfg.variants), path.name
+    assert not load(CompareConfig, None).reads_word_view()
 
 
 def test_config_text_keeps_odd_paths_exactly(tmp_path):

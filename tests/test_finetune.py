@@ -23,11 +23,11 @@ from zhbert.data.text import NormalizeConfig, Normalizer, is_hanzi
 from zhbert.data.vocab import CharVocab
 from zhbert.export import TextSettings, load_export, save_export
 from zhbert.finetune.bundled import EVAL_TEXTS, build_tasks, split_of
-from zhbert.finetune.features import TaskEncoder, collate
+from zhbert.finetune.features import TaskEncoder, collate, length_grouped
 from zhbert.finetune.kinds import kind_of, tokens_to_entities
 from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
 from zhbert.finetune.modes import MODES, FinetuneModel
-from zhbert.finetune.run import FinetuneConfig, finetune
+from zhbert.finetune.run import FinetuneConfig, finetune, predict
 from zhbert.finetune.tasks import TaskDataError, get_task, known_tasks, read_split, tags_to_entities
 from zhbert.layout import WORD_VOCAB
 from zhbert.model import ZhBertForPretraining
@@ -559,6 +559,42 @@ def test_modes_count_and_freeze_the_right_parameters(tasks, exports):
     x = bert.embeddings(batch["input_ids"], batch["token_type_ids"])
     layers = bert.encoder.layers(x, batch["attention_mask"])
     assert len(layers) == L + 1 and torch.equal(layers[-1], bert.encoder(x, batch["attention_mask"]))
+
+
+def test_length_grouped_batches_hold_every_input_once_with_little_padding(tasks, exports):
+    """Training batches of similar lengths: every input once an epoch, a fraction of the padding of random
+    batches (which pad msra_ner's inputs to about twice their tokens), another order with another seed."""
+    export = load_export(exports["char"])
+    spec = get_task("msra_ner")
+    feats = TaskEncoder(export, spec, 96, 32).encode(read_split(spec, tasks / "msra_ner", "train")).features
+    lengths = [len(f.input_ids) for f in feats]
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    grouped = length_grouped(lengths, 32, torch.Generator().manual_seed(1))
+    assert sorted(i for b in grouped for i in b) == list(range(len(lengths)))
+    assert max(len(b) for b in grouped) == 32 and len(grouped) <= len(lengths) // 32 + 2
+    perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1)).tolist()
+    random = [perm[i:i + 32] for i in range(0, len(perm), 32)]
+    assert padded(grouped) < 1.1 * sum(lengths) and padded(random) > 1.6 * sum(lengths)
+    assert grouped != length_grouped(lengths, 32, torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("task, kind", [("msra_ner", "fusion"), ("cluener_mrc", "char"), ("cluener", "word")])
+def test_predictions_do_not_depend_on_how_inputs_are_batched(tasks, exports, task, kind):
+    """``predict`` batches inputs by length and puts each prediction back at its example: the same predictions
+    as one input at a time, in file order, with no padding."""
+    export = load_export(exports[kind])
+    spec = get_task(task)
+    examples = read_split(spec, tasks / task, "dev")[:48]
+    encoder = TaskEncoder(export, spec, 64, 32)
+    features = encoder.encode(examples)
+    torch.manual_seed(0)
+    model = FinetuneModel(encoder.kind.head(export.folder), "full")
+    one_by_one, batched = (predict(FinetuneConfig(max_len=64, stride=32, eval_batch_size=n), model, encoder.kind,
+                                   examples, features, export.vocab.pad_id, torch.device("cpu")) for n in (1, 16))
+    assert batched == one_by_one and len(set(map(str, batched))) > 1  # and not one answer for every example
 
 
 # -- whole runs ------------------------------------------------------------------------------------------

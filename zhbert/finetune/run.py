@@ -33,7 +33,7 @@ from zhbert.config import ConfigError, from_dict, to_dict
 from zhbert.device import to_device
 from zhbert.export import Export, load_export
 from zhbert.files import write_json, write_text
-from zhbert.finetune.features import TaskEncoder, TaskFeatures, collate
+from zhbert.finetune.features import Feature, TaskEncoder, TaskFeatures, collate, length_grouped
 from zhbert.finetune.kinds import Kind
 from zhbert.finetune.modes import FinetuneModel, Mode
 from zhbert.finetune.robustness import PERTURBATIONS, perturb
@@ -62,6 +62,9 @@ class FinetuneConfig:
     """Gradient norm clip (0: none)."""
     batch_size: int = 32
     """Training examples (features) per step."""
+    group_by_length: bool = True
+    """Batch training examples of similar lengths (``features.length_grouped``): about half the tokens of random
+    batches, which pad to their longest. False: uniformly random batches."""
     eval_batch_size: int = 64
     max_len: int = 128
     """Tokens per input, [CLS]/[SEP] included; longer classification inputs are truncated, token and span
@@ -197,7 +200,7 @@ def _device(cfg: FinetuneConfig) -> torch.device:
 
 
 def _optimizer(cfg: FinetuneConfig, model: FinetuneModel, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay)
+    opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(max(1, int(cfg.warmup * steps)), steps))
     return opt, sched
 
@@ -220,10 +223,9 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
     best, best_state, history = -1.0, None, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        perm = torch.randperm(len(train), generator=order).tolist()
         losses = []
-        for i in range(0, len(perm), cfg.batch_size):
-            batch = to_device(collate([train[j] for j in perm[i:i + cfg.batch_size]], pad), device)
+        for rows in _batches(cfg, train, order):
+            batch = to_device(collate([train[j] for j in rows], pad), device)
             _, loss = model(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -265,17 +267,27 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
     return metrics
 
 
+def _batches(cfg: FinetuneConfig, train: list[Feature], order: torch.Generator) -> list[list[int]]:
+    if cfg.group_by_length:
+        return length_grouped([len(f.input_ids) for f in train], cfg.batch_size, order)
+    perm = torch.randperm(len(train), generator=order).tolist()
+    return [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)]
+
+
 @torch.no_grad()
 def predict(cfg: FinetuneConfig, model: FinetuneModel, kind: Kind, examples: list[Example], enc: TaskFeatures,
             pad: int, device: torch.device) -> list:
     """One prediction per example, as its kind decodes the logits of the example's features."""
     model.eval()
     feats = enc.features
-    logits = []
+    by_length = sorted(range(len(feats)), key=lambda i: len(feats[i].input_ids))  # batches with little padding
+    logits: dict[int, torch.Tensor] = {}
     for i in range(0, len(feats), cfg.eval_batch_size):
-        batch = collate(feats[i:i + cfg.eval_batch_size], pad)
+        rows = by_length[i:i + cfg.eval_batch_size]
+        batch = collate([feats[j] for j in rows], pad)
         batch = to_device({k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids",
                                                                    "pinyin_ids")}, device)
         out, _ = model(batch)
-        logits += list(kind.reduce(out.float()).cpu())  # one transfer a batch, not one a row
-    return kind.decode(cfg, examples, feats, logits)
+        for j, row in zip(rows, kind.reduce(out.float()).cpu()):  # one transfer a batch, not one a row
+            logits[j] = row
+    return kind.decode(cfg, examples, feats, [logits[i] for i in range(len(feats))])
