@@ -572,13 +572,13 @@ def test_length_grouped_batches_hold_every_input_once_with_little_padding(tasks,
     def padded(batches: list[list[int]]) -> int:
         return sum(max(lengths[i] for i in b) * len(b) for b in batches)
 
-    grouped = length_grouped(lengths, 32, torch.Generator().manual_seed(1))
+    grouped = length_grouped(lengths, 32, torch.Generator().manual_seed(1), 50)
     assert sorted(i for b in grouped for i in b) == list(range(len(lengths)))
     assert max(len(b) for b in grouped) == 32 and len(grouped) <= len(lengths) // 32 + 2
     perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1)).tolist()
     random = [perm[i:i + 32] for i in range(0, len(perm), 32)]
     assert padded(grouped) < 1.1 * sum(lengths) and padded(random) > 1.6 * sum(lengths)
-    assert grouped != length_grouped(lengths, 32, torch.Generator().manual_seed(2))
+    assert grouped != length_grouped(lengths, 32, torch.Generator().manual_seed(2), 50)
 
 
 @pytest.mark.parametrize("task, kind", [("msra_ner", "fusion"), ("cluener_mrc", "char"), ("cluener", "word")])

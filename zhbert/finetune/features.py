@@ -158,11 +158,11 @@ def _surface(token: str) -> str:
     return "" if token.startswith("[") and token.endswith("]") else token.removeprefix("##")
 
 
-def length_grouped(lengths: list[int], batch_size: int, generator: torch.Generator, group: int = 50) -> list[list[int]]:
+def length_grouped(lengths: list[int], batch_size: int, generator: torch.Generator, group: int) -> list[list[int]]:
     """One epoch's batches (indices into ``lengths``) of similar lengths, as Hugging Face's ``group_by_length``: a
     random order cut into groups of ``group`` batches, each group sorted by length and cut into batches, then the
     batches shuffled. Random batches of the bundled tasks are half padding (``collate`` pads to the longest);
-    these are almost none, while what a batch holds and when it comes still change with the seed."""
+    with groups of 50 batches almost none, while what a batch holds and when it comes still change with the seed."""
     perm = torch.randperm(len(lengths), generator=generator).tolist()
     span = group * batch_size
     batches = []

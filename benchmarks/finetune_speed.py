@@ -1,0 +1,86 @@
+"""Fine-tuning step speed: the reference loop (uniformly random batches, AdamW one tensor at a time) against what
+`zhbert finetune` does or can do: fused AdamW (always on) and batches of similar lengths (``length_groups``),
+side by side on the same model, task and training inputs, one CPU thread each. Needs an export and a task
+folder, e.g. from `make demo`:
+
+    python benchmarks/finetune_speed.py --model runs/compare/tiny/char/pretrain/export \
+        --task msra_ner --data data/demo/tasks/msra_ner
+
+Each setting trains a fresh copy of the model for ``--steps`` optimizer steps (after two warm-up steps) with the
+task's settings from configs/finetune/tiny.toml and reports milliseconds a step, real and padded tokens a step.
+What it cannot show: how the batching changes what the model learns (docs/learning.md §12 measures that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+from launch import ROOT
+
+from zhbert.config import load
+from zhbert.export import Export, load_export
+from zhbert.finetune.features import Feature, TaskEncoder, collate
+from zhbert.finetune.modes import FinetuneModel
+from zhbert.finetune.run import FinetuneConfig, epoch_batches
+from zhbert.finetune.tasks import get_task, read_split
+from zhbert.train.optim import adamw
+
+
+def measure(cfg: FinetuneConfig, export: Export, encoder: TaskEncoder, train: list[Feature], fused: bool,
+            steps: int) -> dict[str, float]:
+    """ms a step, real and padded tokens a step, for ``steps`` steps after two warm-up steps."""
+    torch.manual_seed(1)
+    model = FinetuneModel(encoder.kind.head(export.folder), cfg.mode)
+    opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay, fused=fused)
+    batches = []
+    order = torch.Generator().manual_seed(1)
+    while len(batches) < steps + 2:
+        batches += epoch_batches(cfg, train, order)
+    real = padded = 0
+    for n, rows in enumerate(batches[: steps + 2]):
+        if n == 2:
+            t0 = time.perf_counter()
+        batch = collate([train[i] for i in rows], export.vocab.pad_id)
+        if n >= 2:
+            real += int(batch["attention_mask"].sum())
+            padded += batch["attention_mask"].numel()
+        _, loss = model(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.trainable().values(), cfg.grad_clip)
+        opt.step()
+    return {"ms": (time.perf_counter() - t0) / steps * 1000, "real": real / steps, "padded": padded / steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="an export folder")
+    ap.add_argument("--task", default="msra_ner")
+    ap.add_argument("--data", required=True, help="the task's folder")
+    ap.add_argument("--steps", type=int, default=100)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml").for_task(args.task)
+    export = load_export(args.model)
+    spec = get_task(args.task)
+    encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)
+    train = encoder.encode(read_split(spec, args.data, "train")).features
+    settings = {"reference: random batches, AdamW per tensor": (0, False),
+                "random batches, fused AdamW": (0, True),
+                "runs of 4 batches by length, fused AdamW": (4, True),
+                "runs of 50 batches by length, fused AdamW": (50, True)}
+    print(f"{args.task}, {export.model.embedding} model {args.model}: {len(train):,} training inputs, batch "
+          f"{cfg.batch_size}, {args.steps} steps, 1 thread")
+    ref = None
+    for name, (groups, fused) in settings.items():
+        r = measure(dataclasses.replace(cfg, length_groups=groups), export, encoder, train, fused, args.steps)
+        ref = ref or r["ms"]
+        print(f"  {name:<46} {r['ms']:7.1f} ms/step ({ref / r['ms']:.2f}x)  tokens/step {r['real']:6.0f} real, "
+              f"{r['padded']:6.0f} with padding")
+
+
+if __name__ == "__main__":
+    main()
