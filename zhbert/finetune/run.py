@@ -39,6 +39,7 @@ from zhbert.finetune.modes import FinetuneModel, Mode
 from zhbert.finetune.robustness import PERTURBATIONS, perturb
 from zhbert.finetune.tasks import SPLITS, Example, TaskSpec, get_task, read_split
 from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, seed_dir
+from zhbert.model.model import IGNORE
 from zhbert.train.optim import adamw, warmup_decay
 
 
@@ -65,8 +66,9 @@ class FinetuneConfig:
     length_groups: int = 0
     """0: uniformly random batches. n: batches of similar lengths, from a random order cut into runs of n batches,
     each run sorted by length (``features.length_grouped``): random batches of the bundled tasks pad to twice
-    their tokens, runs of 50 to 1.03 times. Not the default: on msra_ner it cost the pretrained models 0.03-0.05
-    F1 (their controls nothing), while idiom_pair's accuracy did not move (docs/learning.md §12)."""
+    their tokens, runs of 50 to 1.03 times. A token task weighs every labelled token alike (``labelled_per_batch``),
+    without which sorted batches cost msra_ner's pretrained models 0.02-0.04 F1. Measured on idiom_pair and
+    msra_ner only (docs/learning.md §12), so not the default."""
     eval_batch_size: int = 64
     max_len: int = 128
     """Tokens per input, [CLS]/[SEP] included; longer classification inputs are truncated, token and span
@@ -222,13 +224,14 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
     order = torch.Generator().manual_seed(seed)
     pad = export.vocab.pad_id
     key = kind.main
+    per_batch = labelled_per_batch(train, steps_per_epoch)
     best, best_state, history = -1.0, None, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         losses = []
         for rows in epoch_batches(cfg, train, order):
             batch = to_device(collate([train[j] for j in rows], pad), device)
-            _, loss = model(batch)
+            loss = training_loss(model, batch, per_batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -267,6 +270,24 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
                "truncated": sum(counts[s]["truncated"] for s in SPLITS if s in counts)}  # not the robustness copies
     write_json(out / SEED_METRICS, metrics)
     return metrics
+
+
+def training_loss(model: FinetuneModel, batch: dict[str, torch.Tensor], per_batch: float | None) -> torch.Tensor:
+    """The loss a training step minimises: the model's, or for a token task (``per_batch``, from
+    ``labelled_per_batch``) the batch's summed token losses over the epoch's mean labelled tokens a batch."""
+    _, loss = model(batch)
+    return loss * (batch["labels"] != IGNORE).sum() / per_batch if per_batch else loss
+
+
+def labelled_per_batch(train: list[Feature], batches: int) -> float | None:
+    """For a task labelled token by token: the labelled tokens of an epoch over its batches. The model's loss is
+    the mean over the batch's labelled tokens, which weighs a token of a batch of short inputs several times one of
+    long inputs; batches of one length (``length_groups``) then cost msra_ner's pretrained models 0.02-0.04 F1.
+    Scaled by labelled / this, every labelled token of the epoch weighs the same however the batches fall
+    (docs/learning.md §12). None for a task with one label per input."""
+    if not train or not isinstance(train[0].label, list):
+        return None
+    return sum(label != IGNORE for f in train for label in f.label) / batches
 
 
 def epoch_batches(cfg: FinetuneConfig, train: list[Feature], order: torch.Generator) -> list[list[int]]:
