@@ -36,7 +36,18 @@ from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load
 from zhbert.files import folder_sha256, sha256_file, write_json, write_text
 from zhbert.finetune.run import FinetuneConfig
 from zhbert.finetune.tasks import get_task
-from zhbert.layout import DEFAULT_WORK, MANIFEST, SUMMARY, TEXT, TRAINING, WEIGHTS_FILE, CompareDir, RunDir, WorkDir
+from zhbert.layout import (
+    DEFAULT_WORK,
+    MANIFEST,
+    SUMMARY,
+    TEXT,
+    TRAINING,
+    WEIGHTS_FILE,
+    WORD_VIEW,
+    CompareDir,
+    RunDir,
+    WorkDir,
+)
 from zhbert.model.config import ModelConfig
 from zhbert.steps import StepCache
 from zhbert.train.launch import default_accelerator, pretrain_command
@@ -108,7 +119,7 @@ class CompareConfig:
 
     def reads_word_view(self) -> bool:
         """Whether a variant trains on the word view (the demo builds it only then: 25 s of its half hour)."""
-        return any(_model(v.model).inputs.view == "word" for v in self.variants)
+        return any(_model(v.model).inputs.view == WORD_VIEW for v in self.variants)
 
 
 def run_compare(cfg: CompareConfig) -> Path:

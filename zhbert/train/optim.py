@@ -14,9 +14,10 @@ from torch import nn
 def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, fused: bool = False) -> torch.optim.AdamW:
     """AdamW over the trainable ``params``; biases, LayerNorms and other vectors (ndim < 2) are not decayed.
-    ``fused``: one kernel per parameter group instead of a dozen elementwise passes per tensor; for fine-tuning
-    the tiny models on a CPU core that is 2.4 instead of 16 ms of a 55 ms step (docs/benchmarks.md). Pretraining
-    leaves it to DeepSpeed, which steps its own flat copies of the parameters."""
+    ``fused``: one kernel per parameter group instead of a dozen elementwise passes per tensor; fine-tuning sets
+    it (a tiny char model's step on a CPU core: 47 instead of 57 ms, docs/benchmarks.md "Fine-tuning steps").
+    Pretraining does not: under ZeRO, DeepSpeed steps one flat tensor a group already, and fused is unmeasured
+    there."""
     params = [p for p in params if p.requires_grad]
     return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
                               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
