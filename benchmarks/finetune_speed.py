@@ -6,8 +6,9 @@ folder, e.g. from `make demo`:
     python benchmarks/finetune_speed.py --model runs/compare/tiny/char/pretrain/export \
         --task msra_ner --data data/demo/tasks/msra_ner
 
-Each setting trains a fresh copy of the model for ``--steps`` optimizer steps (after two warm-up steps) with the
-task's settings from configs/finetune/tiny.toml and reports milliseconds a step, real and padded tokens a step.
+Each setting trains a fresh copy of the model for ``--steps`` optimizer steps (after two warm-up steps) with
+`zhbert finetune`'s own step (``train_step``: its loss, token weighting and gradient clipping) and the task's
+settings from configs/finetune/tiny.toml, and reports milliseconds a step, real and padded tokens a step.
 What it cannot show: how the batching changes what the model learns (docs/learning.md §12 measures that).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 
 import torch
@@ -24,7 +26,7 @@ from zhbert.config import load
 from zhbert.export import Export, load_export
 from zhbert.finetune.features import Feature, TaskEncoder, collate
 from zhbert.finetune.modes import FinetuneModel
-from zhbert.finetune.run import FinetuneConfig, epoch_batches
+from zhbert.finetune.run import FinetuneConfig, epoch_batches, labelled_per_batch, train_step
 from zhbert.finetune.tasks import get_task, read_split
 from zhbert.train.optim import adamw
 
@@ -37,6 +39,7 @@ def measure(cfg: FinetuneConfig, export: Export, encoder: TaskEncoder, train: li
     opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay, fused=fused)
     batches = []
     order = torch.Generator().manual_seed(1)
+    per_batch = labelled_per_batch(train, math.ceil(len(train) / cfg.batch_size))
     while len(batches) < steps + 2:
         batches += epoch_batches(cfg, train, order)
     real = padded = 0
@@ -47,11 +50,7 @@ def measure(cfg: FinetuneConfig, export: Export, encoder: TaskEncoder, train: li
         if n >= 2:
             real += int(batch["attention_mask"].sum())
             padded += batch["attention_mask"].numel()
-        _, loss = model(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.trainable().values(), cfg.grad_clip)
-        opt.step()
+        train_step(model, opt, batch, per_batch, cfg.grad_clip)
     return {"ms": (time.perf_counter() - t0) / steps * 1000, "real": real / steps, "padded": padded / steps}
 
 

@@ -22,7 +22,7 @@ from zhbert.model import (
     ZhBertForTokenClassification,
     spell_pinyin,
 )
-from zhbert.model.embeddings import PINYIN_LETTERS
+from zhbert.model.embeddings import PINYIN_LETTERS, PinyinCNN
 from zhbert.model.encoder import Block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +150,21 @@ def test_spell_pinyin_spells_letters_and_rejects_other_conventions():
         with pytest.raises(ValueError):
             spell_pinyin(["[PAD]", bad])
 
+
+
+def test_pinyin_net_is_the_width_2_convolution_it_stands_for():
+    """PinyinCNN gathers per-letter products instead of running nn.Conv1d; values and gradients must be the
+    convolution's, or exports trained before the change would read differently."""
+    cfg = config("fusion")
+    net = PinyinCNN(cfg)
+    torch.nn.init.normal_(net.conv.bias)  # a bias of zeros would hide one added at the wrong place
+    spelt = spell_pinyin(pinyin_vocab(), cfg.pinyin_max_letters)
+    conv = torch.nn.functional.conv1d(net.letters(spelt).transpose(1, 2), net.conv.weight, net.conv.bias).amax(2)
+    torch.testing.assert_close(net(spelt), conv)
+    grads = [torch.autograd.grad(out.square().sum(), (net.letters.weight, net.conv.weight, net.conv.bias))
+             for out in (net(spelt), conv)]
+    for gathered, reference in zip(*grads):  # float32 sums in another order
+        torch.testing.assert_close(gathered, reference, rtol=1e-4, atol=1e-4)
 
 def test_glyph_table_is_real():
     table = glyph_table()

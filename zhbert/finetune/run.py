@@ -231,14 +231,8 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
         losses = []
         for rows in epoch_batches(cfg, train, order):
             batch = to_device(collate([train[j] for j in rows], pad), device)
-            loss = training_loss(model, batch, per_batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.trainable().values(), cfg.grad_clip)
-            opt.step()
+            losses.append(train_step(model, opt, batch, per_batch, cfg.grad_clip))
             sched.step()
-            losses.append(loss.detach())  # read once an epoch: .item() here would wait for the device every step
         dev = kind.score(data["dev"], predict(cfg, model, kind, data["dev"], encoded["dev"], pad, device))
         history.append({"epoch": epoch, "train_loss": torch.stack(losses).double().mean().item() if losses else None,
                         "dev": dev})
@@ -270,6 +264,19 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
                "truncated": sum(counts[s]["truncated"] for s in SPLITS if s in counts)}  # not the robustness copies
     write_json(out / SEED_METRICS, metrics)
     return metrics
+
+
+def train_step(model: FinetuneModel, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               per_batch: float | None, grad_clip: float) -> torch.Tensor:
+    """One optimizer step on ``batch``; returns the loss, detached and left on the device (reading it every step
+    would wait for the device)."""
+    loss = training_loss(model, batch, per_batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.trainable().values(), grad_clip)
+    opt.step()
+    return loss.detach()
 
 
 def training_loss(model: FinetuneModel, batch: dict[str, torch.Tensor], per_batch: float | None) -> torch.Tensor:
