@@ -1,5 +1,5 @@
 """Where a fusion embedding's step goes, and what the gathered pinyin convolution saves: forward and backward of the
-fusion embedding on batches of a bundled task, of its glyph net (the batch's distinct characters) and of its pinyin
+fusion embedding on a batch of a bundled task, of its glyph net (the batch's distinct characters) and of its pinyin
 net (every syllable of the vocab, as each step runs it), the pinyin net both as `PinyinCNN` computes it and as the
 `nn.Conv1d` it stands for (the reference, with the same weights), interleaved in one process on one thread.
 

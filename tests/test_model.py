@@ -151,7 +151,6 @@ def test_spell_pinyin_spells_letters_and_rejects_other_conventions():
             spell_pinyin(["[PAD]", bad])
 
 
-
 def test_pinyin_net_is_the_width_2_convolution_it_stands_for():
     """PinyinCNN gathers per-letter products instead of running nn.Conv1d; values and gradients must be the
     convolution's, or exports trained before the change would read differently."""
@@ -165,6 +164,7 @@ def test_pinyin_net_is_the_width_2_convolution_it_stands_for():
              for out in (net(spelt), conv)]
     for gathered, reference in zip(*grads):  # float32 sums in another order
         torch.testing.assert_close(gathered, reference, rtol=1e-4, atol=1e-4)
+
 
 def test_glyph_table_is_real():
     table = glyph_table()
