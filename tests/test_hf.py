@@ -88,10 +88,12 @@ def exports(built_data, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("exports")
     out = {}
-    for name, kind, position in (("char", "char", "learned"), ("char-rope", "char", "rope"),
-                                 ("word", "word", "rope"), ("fusion", "fusion", "learned")):
+    for name, kind, model in (("char", "char", {"position": "learned"}), ("char-rope", "char", {"position": "rope"}),
+                              ("char-preln", "char", {"position": "learned", "pre_ln": True}),
+                              ("word", "word", {"position": "rope"}), ("fusion", "fusion", {"position": "learned"})):
         config = ROOT / "configs" / "pretrain" / f"tiny-{kind}.toml"
-        cfg = load(PretrainConfig, config, tiny(built_data, root / name, config, **{"model.position": position}))
+        overrides = {f"model.{key}": value for key, value in model.items()}
+        cfg = load(PretrainConfig, config, tiny(built_data, root / name, config, **overrides))
         out[name] = export_untrained(cfg, root / name / "export")
     return out
 
@@ -116,9 +118,10 @@ def test_char_export_is_a_bert_with_zhberts_tokenizer(exports, small_corpus, tmp
     assert all(r["sequence"].replace(" ", "") == f"今天天气很{r['token_str']}。" for r in got["fill"])
 
 
-@pytest.mark.parametrize("kind", ["word", "fusion", "char-rope"])
+@pytest.mark.parametrize("kind", ["word", "fusion", "char-rope", "char-preln"])
 def test_word_fusion_and_rotary_exports_load_as_remote_code(exports, small_corpus, tmp_path, kind):
-    """What BERT cannot hold goes as zhbert's own code: the word and fusion embeddings, rotary positions."""
+    """What BERT cannot hold goes as zhbert's own code: the word and fusion embeddings, rotary positions, pre-LN
+    (which `zhbert export` once sent to the BERT writer, which refused it)."""
     folder = export_hf(exports[kind], tmp_path / "hf")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_zhbert.ZhBertForMaskedLM"

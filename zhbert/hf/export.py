@@ -6,7 +6,8 @@ word, fusion  ``modeling_zhbert.py`` (zhbert's own model source, zhbert/hf/remot
               config.json, weights with the fusion tables inside, and the export's vocab and text files, from
               which ``zhbert.hf.inputs`` makes the inputs: ``AutoModelForMaskedLM.from_pretrained(folder,
               trust_remote_code=True)`` loads the model without zhbert; its inputs need zhbert (jieba, pypinyin).
-              A char model with rotary positions goes this way too: BERT has no such positions.
+              A char model that BERT cannot hold goes this way too (``bert_mismatches``: rotary positions,
+              pre-LN, shared layers, a factorised embedding).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from zhbert.files import atomic_write, write_json, write_text
 from zhbert.hf.remote import FILENAME, modeling_source
 from zhbert.layout import CONFIG_FILE, WEIGHTS_FILE
 from zhbert.model import ZhBertForPretraining
-from zhbert.model.convert import export_hf_bert
+from zhbert.model.convert import bert_mismatches, export_hf_bert
 
 SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
             "mask_token": "[MASK]"}
@@ -36,7 +37,7 @@ def export_hf(export: str | Path, out: str | Path) -> Path:
     """Write the Hugging Face folder of the model in ``export`` to ``out``."""
     exp, out = load_export(export), Path(out)
     model = ZhBertForPretraining.from_pretrained(exp.folder)
-    if exp.model.embedding == "char" and exp.model.position == "learned":
+    if not bert_mismatches(exp.model):
         export_hf_bert(model, out)
         char_tokenizer(exp.folder, out, exp.text.normalize, exp.model.max_position)
     else:

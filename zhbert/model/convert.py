@@ -54,12 +54,16 @@ def _key_pairs(cfg: ModelConfig) -> list[tuple[str, str]]:
     return names + [("mlm.bias", "cls.predictions.bias")]
 
 
+def bert_mismatches(cfg: ModelConfig) -> list[str]:
+    """What in ``cfg`` Hugging Face's BERT has no place for; empty for the plain BERT layout."""
+    return [name for name, bad in (("embedding != 'char'", cfg.embedding != "char"), ("pre_ln", cfg.pre_ln),
+                                   ("share_layers", cfg.share_layers), ("rotary positions", cfg.position != "learned"),
+                                   ("embedding_size", cfg.embedding_size not in (None, cfg.hidden_size)))
+            if bad]
+
+
 def _check_exportable(cfg: ModelConfig) -> None:
-    wrong = [name for name, bad in (("embedding != 'char'", cfg.embedding != "char"), ("pre_ln", cfg.pre_ln),
-                                    ("share_layers", cfg.share_layers), ("rotary positions", cfg.position != "learned"),
-                                    ("embedding_size", cfg.embedding_size not in (None, cfg.hidden_size)))
-             if bad]
-    if wrong:
+    if wrong := bert_mismatches(cfg):
         raise ValueError(f"only the plain BERT layout maps to Hugging Face BERT; this config has {', '.join(wrong)}")
 
 
