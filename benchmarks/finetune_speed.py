@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 
 import torch
-from launch import ROOT
+from launch import task_arguments, task_inputs
 
-from zhbert.config import load
-from zhbert.export import Export, load_export
+from zhbert.export import Export
 from zhbert.finetune.features import Feature, TaskEncoder, collate
 from zhbert.finetune.modes import FinetuneModel
 from zhbert.finetune.run import FinetuneConfig, epoch_batches, labelled_per_batch, train_step
-from zhbert.finetune.tasks import get_task, read_split
 from zhbert.train.optim import adamw
 
 
@@ -39,7 +36,7 @@ def measure(cfg: FinetuneConfig, export: Export, encoder: TaskEncoder, train: li
     opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay, fused=fused)
     batches = []
     order = torch.Generator().manual_seed(1)
-    per_batch = labelled_per_batch(train, math.ceil(len(train) / cfg.batch_size))
+    per_batch = labelled_per_batch(train, cfg.batch_size)
     while len(batches) < steps + 2:
         batches += epoch_batches(cfg, train, order)
     real = padded = 0
@@ -56,17 +53,11 @@ def measure(cfg: FinetuneConfig, export: Export, encoder: TaskEncoder, train: li
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="an export folder")
-    ap.add_argument("--task", default="msra_ner")
-    ap.add_argument("--data", required=True, help="the task's folder")
+    task_arguments(ap, "msra_ner")
     ap.add_argument("--steps", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml").for_task(args.task)
-    export = load_export(args.model)
-    spec = get_task(args.task)
-    encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)
-    train = encoder.encode(read_split(spec, args.data, "train")).features
+    cfg, export, encoder, train = task_inputs(args.model, args.task, args.data)
     settings = {"reference: random batches, AdamW per tensor": (0, False),
                 "random batches, fused AdamW": (0, True),
                 "runs of 4 batches by length, fused AdamW": (4, True),

@@ -16,10 +16,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from launch import task_arguments, task_inputs
 
-from zhbert.export import load_export
-from zhbert.finetune.features import TaskEncoder, collate
-from zhbert.finetune.tasks import get_task, read_split
+from zhbert.finetune.features import collate
 from zhbert.model.model import ZhBertModel
 
 
@@ -33,17 +32,13 @@ def ms(fn: Callable[[], torch.Tensor], repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a fusion export folder")
-    ap.add_argument("--task", default="idiom_pair")
-    ap.add_argument("--data", required=True, help="the task's folder")
+    task_arguments(ap, "idiom_pair", "a fusion export folder")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    export = load_export(args.model)
+    _, export, _, train = task_inputs(args.model, args.task, args.data)
     emb = ZhBertModel.from_pretrained(args.model).bert.embeddings
-    encoder = TaskEncoder(export, get_task(args.task), 96, 32, 64)
-    train = encoder.encode(read_split(get_task(args.task), args.data, "train")).features
     batch = collate(train[:32], export.vocab.pad_id)
     chars = torch.unique(batch["input_ids"])
     pinyin, letters = emb.pinyin_net, emb.pinyin_letters

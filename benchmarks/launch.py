@@ -1,8 +1,10 @@
-"""What the pretraining benchmarks share: overrides that point a config at the demo data, and a run of `zhbert
-pretrain` under the `deepspeed` launcher with two ranks, as `zhbert compare` starts it."""
+"""What the benchmarks share: for pretraining, overrides that point a config at the demo data, and a run of `zhbert
+pretrain` under the `deepspeed` launcher with two ranks, as `zhbert compare` starts it; for fine-tuning, a task's
+training inputs from an export, as `zhbert finetune` encodes them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -10,7 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zhbert.config import override
+from zhbert.config import load, override
+from zhbert.export import Export, load_export
+from zhbert.finetune.features import Feature, TaskEncoder
+from zhbert.finetune.run import FinetuneConfig
+from zhbert.finetune.tasks import get_task, read_split
 
 ROOT = Path(__file__).parent.parent
 
@@ -33,3 +39,21 @@ def launch_pretrain(config: Path, overrides: dict[str, Any], port: int) -> dict[
     if done.returncode:
         sys.exit(done.stdout[-3000:] + done.stderr[-3000:])
     return json.loads((Path(overrides["output"]) / "export" / "training.json").read_text())
+
+
+def task_arguments(ap: argparse.ArgumentParser, task: str, model: str = "an export folder") -> None:
+    """--model, --task and --data: the export and the bundled task a fine-tuning benchmark runs on."""
+    ap.add_argument("--model", required=True, help=model)
+    ap.add_argument("--task", default=task)
+    ap.add_argument("--data", required=True, help="the task's folder")
+
+
+def task_inputs(model: str | Path, task: str, data: str | Path
+                ) -> tuple[FinetuneConfig, Export, TaskEncoder, list[Feature]]:
+    """``task``'s settings from configs/finetune/tiny.toml, the export in ``model``, the task's encoder for it and
+    its training inputs."""
+    cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml").for_task(task)
+    export = load_export(model)
+    spec = get_task(task)
+    encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)
+    return cfg, export, encoder, encoder.encode(read_split(spec, data, "train")).features

@@ -592,7 +592,7 @@ def test_every_labelled_token_weighs_the_same_however_the_batches_fall(tasks, ex
     train = TaskEncoder(export, spec, 96, 32).encode(read_split(spec, tasks / "msra_ner", "train")[:320]).features
     torch.manual_seed(0)
     model = FinetuneModel(kind_of(spec).head(export.folder), "full").eval()
-    per_batch = labelled_per_batch(train, -(-len(train) // 32))
+    per_batch = labelled_per_batch(train, 32)
 
     @torch.no_grad()
     def epoch(groups: int, weights: float | None) -> float:
