@@ -17,6 +17,7 @@ from zhbert.train.metrics import read_metrics
 
 ROOT = Path(__file__).parent.parent
 TASKS = ["sentiment", "msra_ner"]
+SEEDS = {"sentiment": [1, 2], "msra_ner": [2, 3]}  # msra_ner's from the comparison's task_seeds
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,9 @@ def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TAS
                 variants: tuple[tuple[str, str, float], ...] = (
                     ("char", "tiny-char", 1.0), ("word", "tiny-word", 1.0), ("fusion", "tiny-fusion", 1.0),
                     ("fusion-pinyin", "tiny-fusion-pinyin", 0.0)),  # the last one also trains with char masking
-                ranks: int = 2, controls: bool = True) -> list[str]:
-    """A compare config for a minimal budget: 6 pretraining steps, 1 epoch on 96 training examples."""
+                ranks: int = 2, controls: bool = True, task_seeds: dict[str, list[int]] | None = None) -> list[str]:
+    """A compare config for a minimal budget: 6 pretraining steps, 1 epoch on 96 training examples, seeds 1 and 2
+    (a task in ``task_seeds``: its own)."""
     (out / "pretrain.toml").write_text(dump_toml({
         "extends": str(ROOT / "configs/pretrain/tiny.toml"), "steps": 6, "batch_size": 16, "micro_batch": 8,
         "log_every": 3, "eval_every": 3, "save_every": 6, "tensorboard": False,
@@ -44,7 +46,7 @@ def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TAS
     config.write_text(dump_toml({
         "name": "mini", "runs": str(out / "runs"), "reports": str(out / "reports"), "data": str(built),
         "tasks_dir": str(tasks), "pretrain": str(out / "pretrain.toml"), "finetune": str(out / "finetune.toml"),
-        "tasks": task_names, "seeds": [1, 2], "ranks": ranks, "controls": controls,
+        "tasks": task_names, "seeds": [1, 2], "task_seeds": task_seeds or {}, "ranks": ranks, "controls": controls,
         "variants": [{"name": n, "model": f"configs/model/{m}.toml", "whole_word_prob": w} for n, m, w in variants]}))
     return [sys.executable, "-m", "zhbert", "compare", "--config", str(config)]
 
@@ -52,7 +54,7 @@ def compare_cmd(built: Path, tasks: Path, out: Path, task_names: list[str] = TAS
 @pytest.fixture(scope="module")
 def compared(built_data, tasks_dir, tmp_path_factory) -> tuple[Path, str, list[str]]:
     out = tmp_path_factory.mktemp("compare")
-    cmd = compare_cmd(built_data, tasks_dir, out)
+    cmd = compare_cmd(built_data, tasks_dir, out, task_seeds={"msra_ner": SEEDS["msra_ner"]})
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out, done.stdout, cmd
@@ -68,13 +70,14 @@ def test_report_numbers_come_from_the_runs(compared):
     assert len(pngs) >= 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
     numbers = json.loads((report / "report.json").read_text())
     text = json.dumps(numbers)
+    assert numbers["seeds"] == SEEDS
     for variant in ("char", "word", "fusion", "fusion-pinyin"):
         training = json.loads((runs / variant / "pretrain" / "export" / "training.json").read_text())
         assert training["world_size"] == 2 and training["steps"] == 6  # same budget, under the launcher
         assert str(training["parameters"]) in text
         for task in TASKS:
             summary = json.loads((runs / variant / "finetune" / task / "summary.json").read_text())
-            assert len(summary["per_seed"]) == 2
+            assert summary["seeds"] == SEEDS[task] and len(summary["per_seed"]) == 2
             for score in summary["per_seed"]:
                 assert json.dumps(score) in text  # every seed's score is in the report, unrounded
     md = (report / "report.md").read_text()
@@ -88,7 +91,7 @@ def test_report_numbers_come_from_the_runs(compared):
         assert training["control"] == "no pretraining" and training["steps"] == 0
         for task in TASKS:
             summary = json.loads((runs / control / "finetune" / task / "summary.json").read_text())
-            assert summary["seeds"] == [1, 2] and all(json.dumps(x) in text for x in summary["per_seed"])
+            assert summary["seeds"] == SEEDS[task] and all(json.dumps(x) in text for x in summary["per_seed"])
     assert {(g["variant"], g["reference"]) for g in numbers["pretraining_gains"]} == \
         {(v, f"untrained-tiny-{v}") for v in ("char", "word", "fusion", "fusion-pinyin")}
     assert f"{controls[0]} (no pretraining)" in md and "## What did pretraining buy?" in md
@@ -214,9 +217,13 @@ def test_compare_config_errors():
         load(CompareConfig, None, ['variants=[{name = "fusion", model = "configs/model/tiny-fusion.toml"}]'])
     with pytest.raises(ConfigError, match="at least 2 seeds"):
         load(CompareConfig, None, ["seeds=[1]"])
+    with pytest.raises(ConfigError, match="at least 2 seeds per task"):
+        load(CompareConfig, None, ["task_seeds={msra_ner = [3, 3]}"])
+    with pytest.raises(ConfigError, match=r"task_seeds names \['cluener'\], which are not among the tasks"):
+        load(CompareConfig, None, ["task_seeds={cluener = [1, 2]}"])
     for path in sorted((ROOT / "configs" / "compare").glob("*.toml")):
         cfg = load(CompareConfig, path)
-        assert cfg.reference in [v.name for v in cfg.variants] and len(cfg.seeds) >= 3
+        assert cfg.reference in [v.name for v in cfg.variants] and all(len(cfg.seeds_for(t)) >= 3 for t in cfg.tasks)
         # the demo builds the word view only for a comparison with a word-level model
         assert cfg.reads_word_view() == any(v.name.startswith("word") for v in cfg.variants), path.name
     assert not load(CompareConfig, None).reads_word_view()

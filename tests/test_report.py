@@ -99,10 +99,10 @@ def pretrain_run(folder: Path, embedding: str, steps: int = 8, batch: int = 32, 
     (folder / "export" / "training.json").write_text(json.dumps(training), encoding="utf-8")
 
 
-def finetune_run(folder: Path, task: str, scores: list[float]) -> None:
+def finetune_run(folder: Path, task: str, scores: list[float], seeds: list[int] = SEEDS) -> None:
     """seed-<s>/metrics.json and summary.json as zhbert/finetune/run.py writes them."""
     metric = METRIC[task]
-    for seed, score in zip(SEEDS, scores):
+    for seed, score in zip(seeds, scores, strict=True):
         d = folder / f"seed-{seed}"
         d.mkdir(parents=True)
         m = {"task": task, "seed": seed, "mode": "full", "metric": metric, "dev": {metric: score + 0.01, "n": 400},
@@ -110,13 +110,17 @@ def finetune_run(folder: Path, task: str, scores: list[float]) -> None:
              "wall_s": 10.0, "truncated": 0}
         (d / "metrics.json").write_text(json.dumps(m), encoding="utf-8")
     summary = {"task": task, "metric": metric, "split": "test", "mean": statistics.fmean(scores),
-               "std": statistics.stdev(scores), "seeds": SEEDS, "per_seed": scores}
+               "std": statistics.stdev(scores), "seeds": seeds, "per_seed": scores}
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
 
 
-def make_runs(root: Path, steps: dict[str, int] | None = None, resume: str | None = None) -> Path:
+def make_runs(root: Path, steps: dict[str, int] | None = None, resume: str | None = None,
+              task_seeds: dict[str, list[int]] | None = None) -> Path:
+    """A runs folder; its compare.json lists one set of seeds as before ``task_seeds``, or with them the seeds of
+    each task."""
     root.mkdir(parents=True, exist_ok=True)
-    spec = {"name": "tiny", "reference": "char", "tasks": list(SCORES), "seeds": SEEDS,
+    seeds = {t: (task_seeds or {}).get(t, SEEDS) for t in SCORES}
+    spec = {"name": "tiny", "reference": "char", "tasks": list(SCORES), "seeds": seeds if task_seeds else SEEDS,
             "variants": [{"name": n, "embedding": e, "masking": m, "description": f"{n} model",
                           "control": f"untrained-{e}"} for n, e, m in VARIANTS],
             "machine": "test box", "date": "2026-11-23"}
@@ -125,10 +129,10 @@ def make_runs(root: Path, steps: dict[str, int] | None = None, resume: str | Non
         pretrain_run(root / name / "pretrain", name, steps=(steps or {}).get(name, 8),
                      resume_at=4 if name == resume else None)
         for task, by_variant in SCORES.items():
-            finetune_run(root / name / "finetune" / task, task, by_variant[name])
+            finetune_run(root / name / "finetune" / task, task, by_variant[name], seeds[task])
     for task, by_control in CONTROL_SCORES.items():
         for control, scores in by_control.items():
-            finetune_run(root / control / "finetune" / task, task, scores)
+            finetune_run(root / control / "finetune" / task, task, scores, seeds[task])
     return root
 
 
@@ -275,6 +279,23 @@ def test_what_pretraining_bought(report):
     data = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert [(g["task"], g["variant"], g["reference"], g["distinguishable"]) for g in data["pretraining_gains"]] == \
         [(c.task, c.variant, c.reference, c.test.distinguishable) for c in rep.gains]
+
+
+def test_seeds_can_differ_by_task(report, tmp_path):
+    """A task with seeds of its own (``CompareConfig.task_seeds``): its scores, means and paired tests are over
+    those seeds, and the report says which seeds each task had; a compare.json with one list means every task."""
+    assert "Fine-tuning seeds: 1, 2, 3 for every task." in report[0].markdown
+    runs = make_runs(tmp_path / "runs", task_seeds={"cluener": [7, 8, 9]})
+    rep = write_report(runs, tmp_path / "out")
+    assert "Fine-tuning seeds: sentiment 1, 2, 3; cluener 7, 8, 9." in rep.markdown
+    data = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert data["seeds"] == {"sentiment": SEEDS, "cluener": [7, 8, 9]}
+    char = next(v for v in data["variants"] if v["name"] == "char")["finetune"]
+    assert char["cluener"]["per_seed"] == dict(zip(["7", "8", "9"], SCORES["cluener"]["char"]))
+    assert char["sentiment"]["per_seed"] == dict(zip(["1", "2", "3"], SCORES["sentiment"]["char"]))
+    gain = next(c for c in rep.gains if (c.task, c.variant) == ("cluener", "word"))
+    diffs = [a - b for a, b in zip(SCORES["cluener"]["word"], CONTROL_SCORES["cluener"]["untrained-word"])]
+    assert gain.test.n == 3 and gain.test.diff == pytest.approx(statistics.fmean(diffs))
 
 
 def test_fairness_equal_budget(report):

@@ -27,12 +27,12 @@ import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load, override, toml_value
+from zhbert.config import ConfigError, config_hash, config_path, dump_toml, load, toml_value
 from zhbert.files import folder_sha256, sha256_file, write_json, write_text
 from zhbert.finetune.run import FinetuneConfig
 from zhbert.finetune.tasks import get_task
@@ -99,7 +99,10 @@ class CompareConfig:
     """A folder with one folder per task, named after the registered task (`zhbert tasks list`): the bundled ones
     from `zhbert tasks build`, or CLUE's as downloaded (tnews/, afqmc/, …)."""
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    """Fine-tuning seeds, the same for every variant, so scores pair up by seed."""
+    """Fine-tuning seeds, the same for every variant and control, so scores pair up by seed."""
+    task_seeds: dict[str, list[int]] = field(default_factory=dict)
+    """Seeds of one task instead of ``seeds`` (still the same for every variant): a task whose pretraining gain is
+    small against its seed spread needs more of them than one whose gain is large (docs/learning.md §17)."""
     reference: str = "char"
     """The variant every other one is compared against."""
     jobs: int = 2
@@ -114,8 +117,15 @@ class CompareConfig:
             raise ConfigError(f"variant names must differ, got {names}")
         if self.reference not in names:
             raise ConfigError(f"reference {self.reference!r} is not a variant; variants: {names}")
-        if len(self.seeds) < 2:
-            raise ConfigError("at least 2 seeds: the verdicts compare differences with the seed spread")
+        unknown = sorted(set(self.task_seeds) - set(self.tasks))
+        if unknown:
+            raise ConfigError(f"task_seeds names {unknown}, which are not among the tasks {self.tasks}")
+        if any(len(set(self.seeds_for(t))) < 2 for t in self.tasks):
+            raise ConfigError("at least 2 seeds per task: the verdicts compare differences with the seed spread")
+
+    def seeds_for(self, task: str) -> list[int]:
+        """The seeds every variant and control is fine-tuned with on ``task``."""
+        return self.task_seeds.get(task, self.seeds)
 
     def reads_word_view(self) -> bool:
         """Whether a variant trains on the word view (the demo builds it only then: 25 s of its half hour)."""
@@ -162,7 +172,7 @@ def run_compare(cfg: CompareConfig) -> Path:
                           [exports[control] / TRAINING], partial(export_untrained, pretrain_cfg,
                                                                         exports[control]))
 
-    finetune_cfg = load(FinetuneConfig, cfg.finetune, [override("seeds", cfg.seeds)])
+    finetune_cfg = load(FinetuneConfig, cfg.finetune)
     unused = sorted(set(finetune_cfg.tasks) - set(cfg.tasks))
     if unused:  # most likely a misspelt task name, which would otherwise silently get the default settings
         print(f"── note: {cfg.finetune} sets tasks {unused}, which this comparison does not fine-tune "
@@ -174,16 +184,18 @@ def run_compare(cfg: CompareConfig) -> Path:
         # same weights (a control's, or a char model's) still changes what a fusion model reads
         model = sha256_file(export / WEIGHTS_FILE), sha256_file(export / TEXT) if (export / TEXT).exists() else None
         for task in cfg.tasks:
-            job = _Job(f"finetune {name} {task}", export, task, tasks / task, layout.finetune(name, task),
-                       config_hash(finetune_cfg.for_task(task), model, specs[task], task_data[task]))
+            task_cfg = replace(finetune_cfg.for_task(task), seeds=cfg.seeds_for(task))
+            job = _Job(f"finetune {name} {task}", task_cfg, export, task, tasks / task, layout.finetune(name, task),
+                       config_hash(task_cfg, model, specs[task], task_data[task]))
             if steps.current(job.name, job.key, [job.out / SUMMARY]):
                 print(f"── {job.name}: up to date")
             else:
                 jobs.append(job)
-    _run_finetunes(jobs, finetune_cfg, cfg.jobs, steps)
+    _run_finetunes(jobs, cfg.jobs, steps)
 
     write_json(layout.spec, {
-        "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks, "seeds": cfg.seeds,
+        "name": cfg.name, "reference": cfg.reference, "tasks": cfg.tasks,
+        "seeds": {t: cfg.seeds_for(t) for t in cfg.tasks},
         "variants": [{"name": v.name, "embedding": _model(v.model).embedding, "description": v.description,
                       "masking": _masking(v),
                       "control": controls.get(v.name)} for v in cfg.variants],
@@ -197,6 +209,8 @@ def run_compare(cfg: CompareConfig) -> Path:
 
 class _Job(NamedTuple):
     name: str
+    cfg: FinetuneConfig
+    """The task's settings, its seeds included."""
     export: Path
     task: str
     data: Path
@@ -204,18 +218,19 @@ class _Job(NamedTuple):
     key: str
 
 
-def _run_finetunes(jobs: list[_Job], cfg: FinetuneConfig, workers: int, steps: StepCache) -> None:
+def _run_finetunes(jobs: list[_Job], workers: int, steps: StepCache) -> None:
     """Fine-tune ``workers`` at a time, each in a fresh (spawned) process writing its log to
-    ``<out>/finetune.log``; a line per finished run here. On a CPU the runs use ``cfg.threads`` threads each, so
+    ``<out>/finetune.log``; a line per finished run here. On a CPU each run uses its config's ``threads``, so
     two single-thread runs fill two cores that one would leave half idle."""
     if not jobs:
         return
-    print(f"── fine-tuning: {len(jobs)} runs ({len(cfg.seeds)} seeds each), {workers} at a time; logs in "
+    seeds = sum(len(j.cfg.seeds) for j in jobs)
+    print(f"── fine-tuning: {len(jobs)} runs ({seeds} seeds in all), {workers} at a time; logs in "
           "<variant>/finetune/<task>/finetune.log", flush=True)
     t0 = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        running = {pool.submit(_finetune_logged, cfg, job): job for job in jobs}
+        running = {pool.submit(_finetune_logged, job): job for job in jobs}
         for future in as_completed(running):
             job = running[future]
             try:
@@ -227,12 +242,12 @@ def _run_finetunes(jobs: list[_Job], cfg: FinetuneConfig, workers: int, steps: S
                   f"{summary['std']:.4f} ({time.perf_counter() - t0:.0f}s since fine-tuning began)", flush=True)
 
 
-def _finetune_logged(cfg: FinetuneConfig, job: _Job) -> dict:
+def _finetune_logged(job: _Job) -> dict:
     from zhbert.finetune.run import finetune
 
     job.out.mkdir(parents=True, exist_ok=True)
     with open(job.out / "finetune.log", "w", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
-        return finetune(cfg, job.export, job.task, job.data, job.out)
+        return finetune(job.cfg, job.export, job.task, job.data, job.out)
 
 
 def _masking(v: VariantConfig) -> str:

@@ -95,8 +95,8 @@ class FinetuneConfig:
     """Share of the hanzi of each text the robustness sets replace."""
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Settings of one task over the ones above, e.g. ``[tasks.idiom_pair]`` ``lr = 5e-4``: tasks converge at
-    different learning rates and epochs (CLUE's baselines set both per task). Not ``seeds``: scores pair up by
-    seed across tasks and variants."""
+    different learning rates and epochs (CLUE's baselines set both per task). Not ``seeds``: a comparison pairs
+    variants by seed, so it sets them, per task where it must (``CompareConfig.task_seeds``)."""
 
     def __post_init__(self) -> None:
         if not self.seeds:

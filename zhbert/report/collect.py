@@ -2,7 +2,7 @@
 
 Layout read (written by `zhbert compare`, `zhbert pretrain` and `zhbert finetune`)::
 
-    <runs>/compare.json                                   name, reference, tasks, seeds, variants, machine, date
+    <runs>/compare.json                                   name, reference, tasks, seeds by task, variants, machine, date
     <runs>/<variant>/pretrain/metrics.jsonl               train / eval / resume records (last per step wins)
     <runs>/<variant>/pretrain/export/training.json        config, parameters, FLOPs/token, counts, train_seconds
     <runs>/<variant>/finetune/<task>/seed-<s>/metrics.json  one fine-tuning run: the source of every score
@@ -121,7 +121,8 @@ class Runs:
     name: str
     reference: str
     tasks: list[str]
-    seeds: list[int]
+    seeds: dict[str, list[int]]
+    """task → the seeds each of its variants and controls was fine-tuned with."""
     variants: list[Variant]
     pretraining: dict[str, Pretraining]
     """variant → its pretraining figures."""
@@ -154,7 +155,10 @@ def collect(runs: str | Path) -> Runs:
     controls = list(dict.fromkeys(v.control for v in variants if v.control))
     if spec["reference"] not in names:
         raise RunsError(f"{spec_path}: reference {spec['reference']!r} is not one of the variants {names}")
-    tasks, seeds = list(spec["tasks"]), [int(s) for s in spec["seeds"]]
+    tasks = list(spec["tasks"])
+    # one list for every task, or (since task_seeds) a list per task
+    seeds = {t: [int(s) for s in (spec["seeds"][t] if isinstance(spec["seeds"], dict) else spec["seeds"])]
+             for t in tasks}
     missing, warnings = [], []
     pretraining: dict[str, Pretraining] = {}
     for v in names:
@@ -169,12 +173,12 @@ def collect(runs: str | Path) -> Runs:
     for t in tasks:
         for v in names + controls:
             task_dir = CompareDir(folder).finetune(v, t)
-            absent = [seed_dir(task_dir, s) / SEED_METRICS for s in seeds]
+            absent = [seed_dir(task_dir, s) / SEED_METRICS for s in seeds[t]]
             absent = [f for f in absent if not f.exists()]
             if absent:
                 missing += [f"{v}: {f}" for f in absent]
                 continue
-            scores[t][v] = _task_scores(task_dir, seeds, f"{v}/{t}", warnings)
+            scores[t][v] = _task_scores(task_dir, seeds[t], f"{v}/{t}", warnings)
     if missing:
         raise RunsError(f"{folder}: {len(missing)} file(s) missing (an unfinished compare run?):\n  "
                         + "\n  ".join(missing))

@@ -62,8 +62,8 @@ def plot_downstream(runs: Runs, path: Path) -> Path:
             ax.scatter([i + 0.18] * len(s.scores), list(s.scores.values()), facecolor="none", edgecolor=colour, s=16)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
-        ax.set_title(f"{task} ({runs.split(task)} {runs.metric(task)})", fontsize=10)
+        ax.set_title(f"{task} ({runs.split(task)} {runs.metric(task)}, {len(runs.seeds[task])} seeds)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"{runs.name}: downstream, mean ± std over seeds {runs.seeds} (open dots: seeds)", fontsize=10)
+    fig.suptitle(f"{runs.name}: downstream, mean ± std over seeds (open dots: seeds)", fontsize=10)
     fig.savefig(path, dpi=110)
     return path

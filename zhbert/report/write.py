@@ -237,12 +237,11 @@ def _by_task(runs: Runs, comparisons: list[Comparison]) -> list[str]:
 
 def _markdown(runs: Runs, table: str, comparisons: list[Comparison], gains: list[Comparison],
               fairness: list[str]) -> str:
-    seeds = ", ".join(map(str, runs.seeds))
     where = ", ".join(x for x in (runs.machine, runs.date) if x)
     parts = [f"# Comparison: {runs.name}", "",
              f"Runs folder `{runs.folder}`{f' ({where})' if where else ''}. Reference: **{runs.reference}**. "
-             f"Each task fine-tuned with seeds {seeds}.", "", "## Results", "", table, "",
-             f"Scores: mean ± sample standard deviation over seeds {seeds}, on the split named in the header. "
+             f"Fine-tuning seeds: {_seeds_in_words(runs)}.", "", "## Results", "", table, "",
+             "Scores: mean ± sample standard deviation over the task's seeds, on the split named in the header. "
              "Held-out accuracy and bits/char: pretraining MLM on held-out rows at the last evaluation, bits per "
              "character being comparable across char and word tokens, with the same masks for every variant: whole "
              "words, or single characters (not for the word model, whose tokens are words). In brackets the unigram "
@@ -272,6 +271,13 @@ def _markdown(runs: Runs, table: str, comparisons: list[Comparison], gains: list
     if runs.warnings:
         parts += ["## Warnings", "", *[f"- {w}" for w in runs.warnings], ""]
     return "\n".join(parts)
+
+
+def _seeds_in_words(runs: Runs) -> str:
+    """``1, 2, 3 for every task``, or each task's seeds where they differ (``CompareConfig.task_seeds``)."""
+    if len({tuple(s) for s in runs.seeds.values()}) == 1:
+        return f"{', '.join(map(str, runs.seeds[runs.tasks[0]]))} for every task"
+    return "; ".join(f"{t} {', '.join(map(str, s))}" for t, s in runs.seeds.items())
 
 
 def _chance(n: int) -> str:
