@@ -3,8 +3,8 @@
 bundled tasks (their dev/test text is the corpus's exclusion list) → corpus → pinyin vocab → char vocab →
 glyph table → char-view shards → word vocab and word view when a variant reads it (zhbert.data.build) →
 `zhbert compare` with configs/compare/tiny.toml: the char-only and fusion models pretrained under DeepSpeed with
-two processes, each fine-tuned on bundled tasks with six seeds beside its untrained control → the report, whose
-table is printed at the end.
+two processes, each fine-tuned on bundled tasks (with seeds planned per task) beside its untrained control → the
+report, whose table is printed at the end.
 """
 
 from __future__ import annotations
