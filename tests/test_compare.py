@@ -78,6 +78,9 @@ def test_report_numbers_come_from_the_runs(compared):
         for task in TASKS:
             summary = json.loads((runs / variant / "finetune" / task / "summary.json").read_text())
             assert summary["seeds"] == SEEDS[task] and len(summary["per_seed"]) == 2
+            for seed in SEEDS[task]:  # each seed fine-tuned in a process of its own, with its own log
+                log = (runs / variant / "finetune" / task / f"seed-{seed}" / "finetune.log").read_text()
+                assert f"seed {seed}: " in log and "epoch 1: train loss" in log
             for score in summary["per_seed"]:
                 assert json.dumps(score) in text  # every seed's score is in the report, unrounded
     md = (report / "report.md").read_text()

@@ -47,6 +47,7 @@ from zhbert.layout import (
     CompareDir,
     RunDir,
     WorkDir,
+    seed_dir,
 )
 from zhbert.model.config import ModelConfig
 from zhbert.steps import StepCache
@@ -219,35 +220,49 @@ class _Job(NamedTuple):
 
 
 def _run_finetunes(jobs: list[_Job], workers: int, steps: StepCache) -> None:
-    """Fine-tune ``workers`` at a time, each in a fresh (spawned) process writing its log to
-    ``<out>/finetune.log``; a line per finished run here. On a CPU each run uses its config's ``threads``, so
-    two single-thread runs fill two cores that one would leave half idle."""
+    """Fine-tune ``workers`` seeds at a time, each in a fresh (spawned) process writing its log to
+    ``<out>/seed-<s>/finetune.log``; a run's summary and a line here once its last seed is done. On a CPU each
+    process uses its config's ``threads``, so two single-thread runs fill two cores that one would leave half idle;
+    handing out seeds rather than whole runs keeps them both busy to the end (whole runs left one run of 12 seeds
+    alone on one core for 15 minutes of the demo: docs/learning.md §17)."""
     if not jobs:
         return
-    seeds = sum(len(j.cfg.seeds) for j in jobs)
-    print(f"── fine-tuning: {len(jobs)} runs ({seeds} seeds in all), {workers} at a time; logs in "
-          "<variant>/finetune/<task>/finetune.log", flush=True)
+    from zhbert.finetune.run import summarise
+
+    left = {job.name: len(job.cfg.seeds) for job in jobs}
+    print(f"── fine-tuning: {len(jobs)} runs, {sum(left.values())} seeds, {workers} at a time; logs in "
+          "<variant>/finetune/<task>/seed-<s>/finetune.log", flush=True)
     t0 = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        running = {pool.submit(_finetune_logged, job): job for job in jobs}
+        running = {pool.submit(_finetune_seed, job, seed): (job, seed) for job in jobs for seed in job.cfg.seeds}
         for future in as_completed(running):
-            job = running[future]
+            job, seed = running[future]
             try:
-                summary = future.result()
+                future.result()
             except Exception as e:
-                raise RuntimeError(f"{job.name} failed: {e} (log: {job.out / 'finetune.log'})") from e
+                raise RuntimeError(f"{job.name} seed {seed} failed: {e} (log: {_seed_log(job, seed)})") from e
+            left[job.name] -= 1
+            if left[job.name]:
+                continue
+            summary = summarise(job.cfg, job.out)
             steps.mark(job.name, job.key)
             print(f"── {job.name}: {summary['split']} {summary['metric']} {summary['mean']:.4f} ± "
                   f"{summary['std']:.4f} ({time.perf_counter() - t0:.0f}s since fine-tuning began)", flush=True)
 
 
-def _finetune_logged(job: _Job) -> dict:
+def _seed_log(job: _Job, seed: int) -> Path:
+    return seed_dir(job.out, seed) / "finetune.log"
+
+
+def _finetune_seed(job: _Job, seed: int) -> None:
+    """One seed of a run: its seed folder, not the summary, which waits for the run's other seeds."""
     from zhbert.finetune.run import finetune
 
-    job.out.mkdir(parents=True, exist_ok=True)
-    with open(job.out / "finetune.log", "w", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
-        return finetune(job.cfg, job.export, job.task, job.data, job.out)
+    log_path = _seed_log(job, seed)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log, redirect_stdout(log), redirect_stderr(log):
+        finetune(replace(job.cfg, seeds=[seed]), job.export, job.task, job.data, job.out, summary=False)
 
 
 def _masking(v: VariantConfig) -> str:

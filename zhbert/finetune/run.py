@@ -4,8 +4,9 @@ AdamW with linear warm-up and decay, evaluation on dev after every epoch, the be
 (in memory: only the trainable ones, which are all that change), then dev and test predicted with them.
 Output of ``finetune`` (the comparison reads these names):
 
-    <out>/seed-<s>/metrics.json         task, seed, mode, metric, dev {…}, test {…} (when test has labels),
-                                        <split>.homophone {…} / <split>.lookalike {…} (the robustness sets),
+    <out>/seed-<s>/metrics.json         task, seed, mode, embedding, model, metric, dev {…}, test {…} (when test
+                                        has labels), <split>.homophone {…} / <split>.lookalike {…} (the
+                                        robustness sets),
                                         trainable_params, total_params, wall_s, truncated, encoding counts per
                                         split ([UNK]s, dropped / changed examples, windows), the text settings
     <out>/seed-<s>/predictions.jsonl    one line per dev, test and robustness example: split, id, prediction, gold
@@ -32,7 +33,7 @@ import torch
 from zhbert.config import ConfigError, from_dict, to_dict
 from zhbert.device import to_device
 from zhbert.export import Export, load_export
-from zhbert.files import write_json, write_text
+from zhbert.files import read_json, write_json, write_text
 from zhbert.finetune.features import Feature, TaskEncoder, TaskFeatures, collate, length_grouped
 from zhbert.finetune.kinds import Kind
 from zhbert.finetune.modes import FinetuneModel, Mode
@@ -123,9 +124,10 @@ class FinetuneConfig:
 
 
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
-             out_dir: str | Path) -> dict[str, Any]:
+             out_dir: str | Path, summary: bool = True) -> dict[str, Any] | None:
     """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
-    docstring and return the summary."""
+    docstring and return the summary. With ``summary=False`` only the seed folders are written (a comparison runs
+    a task's seeds in processes of their own, then calls ``summarise``)."""
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     cfg = cfg.for_task(spec.name)
     if cfg.threads:
@@ -152,22 +154,33 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
           f"encoded in {time.perf_counter() - t0:.1f}s")
     for s, c in counts.items():
         print(f"  {s:<5} " + _describe(c, cfg, export))
-    per_seed = [_run_seed(cfg, export, kind, data, encoded, seed, seed_dir(out_dir, seed), counts)
-                for seed in cfg.seeds]
-    key = kind.main
+    for seed in cfg.seeds:
+        _run_seed(cfg, export, kind, data, encoded, seed, seed_dir(out_dir, seed), counts)
+    if not summary:
+        return None
+    result = summarise(cfg, out_dir)
+    print(f"{spec.name} {result['split']} {result['metric']}: {result['mean']:.4f} ± {result['std']:.4f} over seeds "
+          f"{cfg.seeds} → {out_dir}")
+    return result
+
+
+def summarise(cfg: FinetuneConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``<out_dir>/summary.json`` from the seed folders of ``cfg.seeds`` (the scored split's main metric,
+    mean ± std, per seed, and each robustness set's drop paired by seed) and return it."""
+    out_dir = Path(out_dir)
+    per_seed = [read_json(seed_dir(out_dir, seed) / SEED_METRICS) for seed in cfg.seeds]
+    first = per_seed[0]
+    key, scored_on = first["metric"], "test" if "test" in first else "dev"
     values = [r[scored_on][key] for r in per_seed]
-    summary = {"task": spec.name, "metric": key, "split": scored_on, "mode": cfg.mode,
-               "embedding": export.model.embedding, "model": str(export.folder),
+    summary = {"task": first["task"], "metric": key, "split": scored_on, "mode": cfg.mode,
+               "embedding": first["embedding"], "model": first["model"],
                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                "seeds": list(cfg.seeds), "per_seed": values, "config": to_dict(cfg)}
-    for split in (s for s in data if s.startswith(f"{scored_on}.")):
+    for split in (s for s in first if s.startswith(f"{scored_on}.")):
         perturbed = [r[split][key] for r in per_seed]
         summary[split] = {"mean": statistics.fmean(perturbed), "per_seed": perturbed,
                           "drop": statistics.fmean(v - p for v, p in zip(values, perturbed))}
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / SUMMARY, summary)
-    print(f"{spec.name} {scored_on} {key}: {summary['mean']:.4f} ± {summary['std']:.4f} over seeds "
-          f"{cfg.seeds} → {out_dir}")
     return summary
 
 
@@ -258,7 +271,8 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
         for split, pred in preds.items() for ex, p in zip(data[split], pred)))
     if "test" in preds:
         kind.submit(data["test"], preds["test"], out / spec.submission)
-    metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "metric": key, **results,
+    metrics = {"task": spec.name, "seed": seed, "mode": cfg.mode, "embedding": export.model.embedding,
+               "model": str(export.folder), "metric": key, **results,
                "best_epoch": best_epoch, "history": history, "trainable_params": trainable, "total_params": total,
                "wall_s": round(time.perf_counter() - t0, 2), "encoding": counts, "text": to_dict(export.text),
                "truncated": sum(counts[s]["truncated"] for s in SPLITS if s in counts)}  # not the robustness copies
