@@ -156,3 +156,9 @@ class CompareDir:
 def seed_dir(out: Path, seed: int) -> Path:
     """One fine-tuning seed's folder under a task's output folder."""
     return Path(out) / f"seed-{seed}"
+
+
+def scored_split(seed_metrics: dict) -> str:
+    """The split a seed's metrics.json is scored on: test when the test split had labels (it then has scores),
+    else dev."""
+    return "test" if "test" in seed_metrics else "dev"

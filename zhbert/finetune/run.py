@@ -39,7 +39,7 @@ from zhbert.finetune.kinds import Kind
 from zhbert.finetune.modes import FinetuneModel, Mode
 from zhbert.finetune.robustness import PERTURBATIONS, perturb
 from zhbert.finetune.tasks import SPLITS, Example, TaskSpec, get_task, read_split
-from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, seed_dir
+from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, scored_split, seed_dir
 from zhbert.model.model import IGNORE
 from zhbert.train.optim import adamw, warmup_decay
 
@@ -170,7 +170,7 @@ def summarise(cfg: FinetuneConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     per_seed = [read_json(seed_dir(out_dir, seed) / SEED_METRICS) for seed in cfg.seeds]
     first = per_seed[0]
-    key, scored_on = first["metric"], "test" if "test" in first else "dev"
+    key, scored_on = first["metric"], scored_split(first)
     values = [r[scored_on][key] for r in per_seed]
     summary = {"task": first["task"], "metric": key, "split": scored_on, "mode": cfg.mode,
                "embedding": first["embedding"], "model": first["model"],

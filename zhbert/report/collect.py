@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zhbert.files import read_json
-from zhbert.layout import METRICS, SEED_METRICS, SUMMARY, TRAINING, CompareDir, RunDir, seed_dir
+from zhbert.layout import METRICS, SEED_METRICS, SUMMARY, TRAINING, CompareDir, RunDir, scored_split, seed_dir
 from zhbert.train.metrics import read_metrics
 
 
@@ -224,8 +224,7 @@ def _pretraining(pre: Path, warnings: list[str]) -> Pretraining:
 def _task_scores(task_dir: Path, seeds: list[int], where: str, warnings: list[str]) -> TaskScores:
     per_seed = {s: read_json(seed_dir(task_dir, s) / SEED_METRICS) for s in seeds}
     metrics = {m["metric"] for m in per_seed.values()}
-    # finetune scores on test when the test split has labels, else on dev (zhbert/finetune/run.py)
-    splits = {"test" if "test" in m else "dev" for m in per_seed.values()}
+    splits = {scored_split(m) for m in per_seed.values()}
     if len(metrics) > 1 or len(splits) > 1:
         raise RunsError(f"{task_dir}: the seeds disagree on the metric or split ({sorted(metrics)}, {sorted(splits)})")
     metric, split = metrics.pop(), splits.pop()
