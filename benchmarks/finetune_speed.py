@@ -1,7 +1,7 @@
 """Fine-tuning step speed: the reference loop (uniformly random batches, AdamW one tensor at a time) against what
-`zhbert finetune` does or can do: fused AdamW (always on) and batches of similar lengths (``length_groups``),
-side by side on the same model, task and training inputs, one CPU thread each. Needs an export and a task
-folder, e.g. from `make demo`:
+`zhbert finetune` does or can do: fused AdamW (always on), batches of similar lengths (``length_groups``) and, for
+a fusion model, its glyph and pinyin nets kept as loaded (``freeze_fusion_nets``), side by side on the same model,
+task and training inputs, one CPU thread each. Needs an export and a task folder, e.g. from `make demo`:
 
     python benchmarks/finetune_speed.py --model runs/compare/tiny/char/pretrain/export \
         --task msra_ner --data data/demo/tasks/msra_ner
@@ -32,7 +32,8 @@ def measure(cfg: FinetuneConfig, export: Export, encoder: TaskEncoder, train: li
             steps: int) -> dict[str, float]:
     """ms a step, real and padded tokens a step, for ``steps`` steps after two warm-up steps."""
     torch.manual_seed(1)
-    model = FinetuneModel(encoder.kind.head(export.folder), cfg.mode)
+    model = FinetuneModel(encoder.kind.head(export.folder, cfg.pooling), cfg.mode,
+                          freeze_fusion_nets=cfg.freeze_fusion_nets)
     opt = adamw(model.trainable().values(), cfg.lr, cfg.weight_decay, fused=fused)
     batches = []
     order = torch.Generator().manual_seed(1)
@@ -58,17 +59,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg, export, encoder, train = task_inputs(args.model, args.task, args.data)
-    settings = {"reference: random batches, AdamW per tensor": (0, False),
-                "random batches, fused AdamW": (0, True),
-                "runs of 4 batches by length, fused AdamW": (4, True),
-                "runs of 50 batches by length, fused AdamW": (50, True)}
+    settings = {"reference: random batches, AdamW per tensor": (0, False, False),
+                "random batches, fused AdamW": (0, True, False),
+                "runs of 4 batches by length, fused AdamW": (4, True, False),
+                "runs of 50 batches by length, fused AdamW": (50, True, False)}
+    if export.model.embedding == "fusion":
+        settings["runs of 50, fused, glyph and pinyin nets frozen"] = (50, True, True)
     print(f"{args.task}, {export.model.embedding} model {args.model}: {len(train):,} training inputs, batch "
           f"{cfg.batch_size}, {args.steps} steps, 1 thread")
     ref = None
-    for name, (groups, fused) in settings.items():
-        r = measure(dataclasses.replace(cfg, length_groups=groups), export, encoder, train, fused, args.steps)
+    for name, (groups, fused, freeze) in settings.items():
+        r = measure(dataclasses.replace(cfg, length_groups=groups, freeze_fusion_nets=freeze), export, encoder, train,
+                    fused, args.steps)
         ref = ref or r["ms"]
-        print(f"  {name:<46} {r['ms']:7.1f} ms/step ({ref / r['ms']:.2f}x)  tokens/step {r['real']:6.0f} real, "
+        print(f"  {name:<48} {r['ms']:7.1f} ms/step ({ref / r['ms']:.2f}x)  tokens/step {r['real']:6.0f} real, "
               f"{r['padded']:6.0f} with padding")
 
 

@@ -759,6 +759,26 @@ def test_robustness_sets_replace_a_share_of_hanzi_and_keep_the_answers(tasks):
     assert not kind_of(get_task("sighan15")).robust
 
 
+def test_frozen_fusion_nets_train_the_rest_and_leave_char_models_alone(tasks, exports):
+    """``freeze_fusion_nets``: a fusion model trains all but its glyph and pinyin nets, which a step leaves as
+    loaded; a char model is fine-tuned as without it."""
+    spec = get_task("sentiment")
+    for kind in ("fusion", "char"):
+        export = load_export(exports[kind])
+        batch = collate(TaskEncoder(export, spec, 48, 16).encode(read_split(spec, tasks / "sentiment", "train")[:16])
+                        .features, export.vocab.pad_id)
+        plain = FinetuneModel(kind_of(spec).head(export.folder, "mean"), "full")
+        model = FinetuneModel(kind_of(spec).head(export.folder, "mean"), "full", freeze_fusion_nets=True)
+        nets = {k: v.clone() for k, v in model.named_parameters() if "_net." in k}
+        assert model.counts()[0] == plain.counts()[0] - sum(v.numel() for v in nets.values())
+        assert bool(nets) == (kind == "fusion")
+        opt = torch.optim.AdamW(model.trainable().values(), lr=1e-2)
+        model(batch)[1].backward()
+        opt.step()
+        assert all(torch.equal(v, nets[k]) for k, v in model.named_parameters() if k in nets)
+        assert not torch.equal(model.model.bert.embeddings.tokens.weight, plain.model.bert.embeddings.tokens.weight)
+
+
 def test_full_finetuning_learns_sentiment(tasks, exports, tmp_path):
     """A random-init tiny char model learns review sentiment well above chance; same seed, same numbers."""
     cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml",

@@ -301,6 +301,34 @@ def test_fusion_glyph_and_pinyin_tables_are_buffers_unless_trainable():
     assert table.grad is not None and table.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("trainable_table", [False, True])
+def test_frozen_fusion_nets_give_the_same_vectors_from_their_tables(trainable_table):
+    """``freeze_nets``: the embedding's output is what the nets give, the nets (and a trainable glyph table) get no
+    gradient, and after a step that moved the rest the kept tables still equal the nets' features."""
+    model = build(kind="fusion", glyph_trainable=trainable_table)
+    emb, full = model.bert.embeddings, batch()
+    b = inputs(full, "fusion")
+    args = (b["input_ids"], b["token_type_ids"], b["pinyin_ids"])
+    model.eval()
+    with torch.no_grad():
+        before = emb(*args)
+    emb.freeze_nets()
+    assert emb.glyph_features.shape == (len(vocab()), emb.tokens.embedding_dim)
+    with torch.no_grad():
+        assert torch.allclose(emb(*args), before, atol=1e-5)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model(**b, labels=full["labels"]).loss.backward()
+    frozen = [*emb.glyph_net.parameters(), *emb.pinyin_net.parameters()] + ([emb.glyphs] if trainable_table else [])
+    assert all(p.grad is None and not p.requires_grad for p in frozen)
+    assert emb.fuse.weight.grad.abs().sum() > 0  # the projection of the features still trains
+    opt.step()
+    with torch.no_grad():
+        again = emb(*args)
+        emb.glyph_features = emb.pinyin_features = None  # back to running the nets
+        assert not torch.allclose(again, before, atol=1e-3) and torch.allclose(emb(*args), again, atol=1e-5)
+    assert "glyph_features" not in model.state_dict()  # derived, not saved
+
+
 def test_pre_ln_blocks_and_final_norm():
     post, pre = build(kind="char"), build(kind="char", pre_ln=True)
     assert isinstance(pre.bert.encoder.ln_f, torch.nn.LayerNorm)
@@ -459,6 +487,27 @@ def test_pretrained_trunk_loads_into_fine_tuning_heads(tmp_path):
     assert again.num_labels == 3
     with torch.no_grad():
         assert torch.equal(again(**inputs(b, "fusion")).logits, clf(**inputs(b, "fusion")).logits)
+
+
+def test_mean_pooling_reads_the_real_tokens_and_is_kept_in_the_folder(tmp_path):
+    """A ``mean`` sequence head reads the mean of the real tokens' states: padding more changes nothing, the
+    pooler's input is that mean (not [CLS]), and the choice travels in config.json."""
+    clf = build(ZhBertForSequenceClassification, head={"num_labels": 2, "pooling": "mean"}).eval()
+    b = inputs(batch(T=24), "char")
+    longer = {k: torch.nn.functional.pad(v, (0, 8)) for k, v in b.items()}  # 8 more padded positions
+    with torch.no_grad():
+        logits = clf(**b).logits
+        assert torch.allclose(logits, clf(**longer).logits, atol=1e-5)
+        h, keep = clf.bert(**b), b["attention_mask"].bool()
+        means = torch.stack([h[i][keep[i]].mean(0) for i in range(len(h))])
+        assert torch.allclose(logits, clf.head.out(torch.tanh(clf.head.pool(means))), atol=1e-5)
+        assert not torch.allclose(logits, clf.head.out(torch.tanh(clf.head.pool(h[:, 0]))), atol=1e-3)
+    again = ZhBertForSequenceClassification.from_pretrained(clf.save_pretrained(tmp_path / "clf")).eval()
+    assert again.head.pooling == "mean"
+    with torch.no_grad():
+        assert torch.equal(again(**b).logits, logits)
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        build(ZhBertForSequenceClassification, head={"num_labels": 2, "pooling": "max"})
 
 
 def test_token_classification_and_span_heads():

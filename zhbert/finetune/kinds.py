@@ -28,6 +28,7 @@ from zhbert.files import atomic_write
 from zhbert.finetune.metrics import accuracy, entity_f1, span_em_f1
 from zhbert.finetune.sighan import LEVELS, sighan_scores
 from zhbert.finetune.tasks import Entity, Example, TaskDataError, TaskSpec, tags_to_entities
+from zhbert.model.heads import Pooling
 from zhbert.model.model import (
     IGNORE,
     ZhBertForCorrection,
@@ -66,8 +67,9 @@ class Kind(ABC):
         return None
 
     @abstractmethod
-    def head(self, folder: Path) -> nn.Module:
-        """The export in ``folder`` with this kind's head."""
+    def head(self, folder: Path, pooling: Pooling = "cls") -> nn.Module:
+        """The export in ``folder`` with this kind's head. ``pooling`` (``FinetuneConfig.pooling``) is what a head
+        with one answer per input reads; heads that label tokens or spans read every position and ignore it."""
         ...
 
     def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:
@@ -139,8 +141,9 @@ class Classification(Kind):
         if len(self.spec.labels) < 2:
             raise ConfigError(f"task {self.spec.name!r}: a {self.spec.kind} task needs at least two labels")
 
-    def head(self, folder: Path) -> nn.Module:
-        return ZhBertForSequenceClassification.from_pretrained(folder, num_labels=len(self.spec.labels))
+    def head(self, folder: Path, pooling: Pooling = "cls") -> nn.Module:
+        return ZhBertForSequenceClassification.from_pretrained(folder, num_labels=len(self.spec.labels),
+                                                               pooling=pooling)
 
     def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:
         """Drops (and counts) the examples of ``drop_labels``; any other label outside the label set is an error."""
@@ -210,7 +213,7 @@ class Tagging(Kind):
         if not self.spec.labels:
             raise ConfigError(f"task {self.spec.name!r}: a token task needs labels (its entity types)")
 
-    def head(self, folder: Path) -> nn.Module:
+    def head(self, folder: Path, pooling: Pooling = "cls") -> nn.Module:
         return ZhBertForTokenClassification.from_pretrained(folder, num_labels=len(self.tag_names))
 
     def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:
@@ -301,7 +304,7 @@ class Span(Kind):
 
     metric, main, boundaries = "em_f1", "f1", True
 
-    def head(self, folder: Path) -> nn.Module:
+    def head(self, folder: Path, pooling: Pooling = "cls") -> nn.Module:
         return ZhBertForSpanExtraction.from_pretrained(folder)
 
     def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:
@@ -386,7 +389,7 @@ class Correction(Kind):
 
     metric, main, robust = "sighan", "sentence_correction_f1", False
 
-    def head(self, folder: Path) -> nn.Module:
+    def head(self, folder: Path, pooling: Pooling = "cls") -> nn.Module:
         return ZhBertForCorrection.from_pretrained(folder)
 
     def admit(self, examples: list[Example], path: Path, split: str, counts: dict[str, Any]) -> list[Example]:

@@ -10,7 +10,8 @@
                         after the MLP of every block, as Houlsby et al. 2019; adapters, the blocks' LayerNorms
                         and the head train
 
-A frozen trunk runs in eval mode (no dropout) and without gradients in the feature modes.
+A frozen trunk runs in eval mode (no dropout) and without gradients in the feature modes. In any mode a fusion
+trunk's glyph and pinyin nets can be kept as loaded (``freeze_fusion_nets``), which makes its steps cheaper.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zhbert.model.embeddings import FusionEmbeddings
 from zhbert.model.model import ZhBertModel
 
 Mode = Literal["full", "feature-embeddings", "feature-top", "feature-mix", "adapter"]
@@ -55,7 +57,10 @@ class WithAdapter(nn.Module):
 class FinetuneModel(nn.Module):
     """A fine-tuning model used in one mode: ``forward(batch)`` → (logits, loss or None)."""
 
-    def __init__(self, model: ZhBertModel, mode: Mode, adapter_size: int = 64) -> None:
+    def __init__(self, model: ZhBertModel, mode: Mode, adapter_size: int = 64,
+                 freeze_fusion_nets: bool = False) -> None:
+        """``freeze_fusion_nets``: a fusion trunk's glyph and pinyin nets stay as loaded, their features kept in
+        tables (``FusionEmbeddings.freeze_nets``), in any mode."""
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
@@ -63,6 +68,8 @@ class FinetuneModel(nn.Module):
         bert = model.bert
         if mode != "full":
             bert.requires_grad_(False)
+        if freeze_fusion_nets and isinstance(bert.embeddings, FusionEmbeddings):
+            bert.embeddings.freeze_nets()
         if mode == "adapter":
             H = model.cfg.hidden_size
             for block in bert.encoder.blocks:

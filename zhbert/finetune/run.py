@@ -40,6 +40,7 @@ from zhbert.finetune.modes import FinetuneModel, Mode
 from zhbert.finetune.robustness import PERTURBATIONS, perturb
 from zhbert.finetune.tasks import SPLITS, Example, TaskSpec, get_task, read_split
 from zhbert.layout import PREDICTIONS, SEED_METRICS, SUMMARY, scored_split, seed_dir
+from zhbert.model.heads import Pooling
 from zhbert.model.model import IGNORE
 from zhbert.train.optim import adamw, warmup_decay
 
@@ -50,6 +51,12 @@ class FinetuneConfig:
 
     mode: Mode = "full"
     """full | feature-embeddings | feature-top | feature-mix | adapter (see zhbert/finetune/modes.py)."""
+    pooling: Pooling = "cls"
+    """What a sentence(-pair) classifier reads: ``cls``, the [CLS] position (BERT), or ``mean``, the mean over the
+    tokens, which a model pretrained with masked-LM alone has trained (zhbert.model.heads.ClassificationHead)."""
+    freeze_fusion_nets: bool = False
+    """Fusion models: keep the glyph and pinyin nets as pretrained and their features in a table, so that a step
+    costs about what a char model's does; the fusion projection and the rest still train. Other models: no effect."""
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     """One run per seed (init of the head, dropout, batch order); the summary gives mean ± std."""
     epochs: int = 3
@@ -228,7 +235,8 @@ def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, l
     _seed_everything(seed)
     device = _device(cfg)
     spec = kind.spec
-    model = FinetuneModel(kind.head(export.folder), cfg.mode, cfg.adapter_size).to(device)
+    model = FinetuneModel(kind.head(export.folder, cfg.pooling), cfg.mode, cfg.adapter_size,
+                          cfg.freeze_fusion_nets).to(device)
     trainable, total = model.counts()
     print(f"seed {seed}: {trainable:,} trainable of {total:,} parameters ({trainable / total:.2%}, mode {cfg.mode})")
     train = encoded["train"].features

@@ -188,6 +188,9 @@ class FusionEmbeddings(nn.Module):
         self.segments = nn.Embedding(cfg.type_vocab_size, H)
         self.ln = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
+        # the nets' centred features, kept once ``freeze_nets`` has fixed them: (vocab, E) and (pinyin vocab, E)
+        self.register_buffer("glyph_features", None, persistent=False)
+        self.register_buffer("pinyin_features", None, persistent=False)
 
     def _add_glyph_table(self, cfg: ModelConfig, glyphs: torch.Tensor | np.ndarray | None) -> None:
         want = (cfg.vocab_size, cfg.num_fonts, cfg.glyph_size, cfg.glyph_size)
@@ -217,16 +220,12 @@ class FusionEmbeddings(nn.Module):
         chars, char_of = self._rows(input_ids)  # (U,), (B, T)
         per_char = F.linear(self.tokens(chars), w_char, self.fuse.bias)  # (U, H)
         if "glyph" in w:
-            pixels = self.glyphs[chars]  # (U, fonts, S, S)
-            per_char = per_char + F.linear(self._glyph_net(pixels) - self._glyph_net(self.glyph_reference),
-                                           w["glyph"])  # centred
+            per_char = per_char + F.linear(self._glyph_features(chars), w["glyph"])
         x = add_positions(per_char[char_of], self.positions)  # (B, T, H)
         if "pinyin" in w:
             if pinyin_ids is None:
                 raise ValueError("the fusion embedding needs pinyin_ids (0 for non-hanzi tokens and padding)")
-            features = self.pinyin_net(self.pinyin_letters)  # (P, E): every syllable of the vocab
-            centred = features - features[SPECIAL_SYLLABLES:].mean(0, keepdim=True)  # over the real syllables
-            x = x + F.linear(centred, w["pinyin"])[pinyin_ids]  # (P, H) gathered → (B, T, H)
+            x = x + F.linear(self._pinyin_features(), w["pinyin"])[pinyin_ids]  # (P, H) gathered → (B, T, H)
         x = x + (self.segments(token_type_ids) if token_type_ids is not None else self.segments.weight[0])
         return self.dropout(self.ln(x))
 
@@ -239,6 +238,36 @@ class FusionEmbeddings(nn.Module):
         if rows == "distinct":
             return torch.unique(input_ids, return_inverse=True)
         return torch.arange(self.tokens.num_embeddings, device=input_ids.device), input_ids
+
+    def _glyph_features(self, chars: torch.Tensor) -> torch.Tensor:
+        """The centred glyph features of ``chars`` (U,) → (U, E)."""
+        if self.glyph_features is not None:
+            return self.glyph_features[chars]
+        return self._glyph_net(self.glyphs[chars]) - self._glyph_net(self.glyph_reference)
+
+    def _pinyin_features(self) -> torch.Tensor:
+        """The centred features of every syllable of the pinyin vocab, (P, E), centred over the real syllables."""
+        if self.pinyin_features is not None:
+            return self.pinyin_features
+        features = self.pinyin_net(self.pinyin_letters)
+        return features - features[SPECIAL_SYLLABLES:].mean(0, keepdim=True)
+
+    @torch.no_grad()
+    def freeze_nets(self, chunk: int = 4096) -> None:
+        """Fix the glyph and pinyin nets (and a trainable glyph table) at their present weights and keep their
+        features: each step then gathers rows of a table instead of running the glyph net over the batch's chars
+        and back, which made a fusion fine-tuning step cost about twice a char one. The fusion Linear, the char
+        table and everything after them still train; the outputs are the ones the nets give, so a model saved
+        after fine-tuning loads and runs without the tables."""
+        for name in ("glyph_net", "pinyin_net", "glyphs"):
+            part = getattr(self, name, None)
+            if isinstance(part, nn.Module | nn.Parameter):
+                part.requires_grad_(False)
+        if "glyph" in self.inputs:
+            rows = torch.arange(len(self.glyphs), device=self.glyphs.device)
+            self.glyph_features = torch.cat([self._glyph_features(r) for r in rows.split(chunk)])  # (V, E)
+        if "pinyin" in self.inputs:
+            self.pinyin_features = self._pinyin_features()  # (P, E)
 
     def _glyph_net(self, pixels: torch.Tensor) -> torch.Tensor:
         """Bitmaps (N, fonts, S, S), uint8 or float in [0, 1] → features (N, E), in the net's dtype (bf16 too)."""

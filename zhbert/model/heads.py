@@ -3,6 +3,8 @@ NSP / SOP pair head), token classification and span start/end."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,19 +29,39 @@ class MLMHead(nn.Module):
         return F.linear(self.ln(F.gelu(self.dense(h))), decoder_weight, self.bias)
 
 
-class ClassificationHead(nn.Module):
-    """BERT's pooler (dense + tanh on [CLS]) then a linear classifier. With two labels it is the
-    NSP / SOP pair head of pretraining; otherwise the sentence(-pair) classification head."""
+Pooling = Literal["cls", "mean"]
+POOLINGS: tuple[str, ...] = Pooling.__args__
 
-    def __init__(self, cfg: ModelConfig, num_labels: int) -> None:
+
+class ClassificationHead(nn.Module):
+    """BERT's pooler (dense + tanh) then a linear classifier. With two labels it is the NSP / SOP pair head of
+    pretraining; otherwise the sentence(-pair) classification head.
+
+    ``pooling`` is the vector the pooler reads: ``cls``, the [CLS] position (BERT), or ``mean``, the mean over the
+    real tokens. Pretraining with masked-LM alone never trains [CLS]'s output, so it starts fine-tuning nearly alike
+    for every input (mean pairwise cosine 0.95 in the tiny demo's models, 1.000 untrained) and a pair task then
+    sits at chance for a number of epochs that differs by seed (docs/learning.md §18)."""
+
+    def __init__(self, cfg: ModelConfig, num_labels: int, pooling: Pooling = "cls") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
+        self.pooling = pooling
         self.pool = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         self.out = nn.Linear(cfg.hidden_size, num_labels)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, T, H) → logits (B, num_labels)."""
-        return self.out(self.dropout(torch.tanh(self.pool(h[:, 0]))))
+    def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """h (B, T, H), attention_mask (B, T) 1 on real tokens (``mean`` only; none: every position) →
+        logits (B, num_labels)."""
+        if self.pooling == "cls":
+            x = h[:, 0]
+        elif attention_mask is None:
+            x = h.mean(1)
+        else:
+            keep = attention_mask.to(h.dtype)[..., None]  # (B, T, 1)
+            x = (h * keep).sum(1) / keep.sum(1).clamp(min=1)
+        return self.out(self.dropout(torch.tanh(self.pool(x))))
 
 
 class TokenClassificationHead(nn.Module):
@@ -50,8 +72,9 @@ class TokenClassificationHead(nn.Module):
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         self.out = nn.Linear(cfg.hidden_size, num_labels)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, T, H) → logits (B, T, num_labels)."""
+    def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """h (B, T, H) → logits (B, T, num_labels). ``attention_mask`` is accepted and unused (every position gets
+        a label; the loss skips padding), so both classifier heads are called alike."""
         return self.out(self.dropout(h))
 
 

@@ -204,14 +204,15 @@ class _Classifier(ZhBertModel):
     head_type: type[nn.Module]
 
     def __init__(self, cfg: ModelConfig, num_labels: int, glyphs: torch.Tensor | np.ndarray | None = None,
-                 pinyin_letters: torch.Tensor | None = None) -> None:
+                 pinyin_letters: torch.Tensor | None = None, **head_options: Any) -> None:
+        """``head_options``: the head's own settings (``pooling`` of a sequence head), kept in config.json."""
         super().__init__(cfg, glyphs, pinyin_letters)
-        self.num_labels = num_labels
-        self.head = self.head_type(cfg, num_labels)
+        self.num_labels, self.head_options = num_labels, head_options
+        self.head = self.head_type(cfg, num_labels, **head_options)
         self.initialize()
 
     def head_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels}
+        return {"num_labels": self.num_labels, **self.head_options}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None, pinyin_ids: torch.Tensor | None = None,
@@ -224,7 +225,7 @@ class _Classifier(ZhBertModel):
     def from_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor,
                     labels: torch.Tensor | None = None) -> ModelOutput:
         """The head and its loss on hidden states (B, T, H) from the trunk, or from elsewhere (a layer mix)."""
-        logits = self.head(h)  # (B, n) | (B, T, n)
+        logits = self.head(h, attention_mask)  # (B, n) | (B, T, n)
         loss = F.cross_entropy(logits.flatten(0, -2), labels.flatten()) if labels is not None else None
         return ModelOutput(logits=logits, loss=loss)
 
