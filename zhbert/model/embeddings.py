@@ -12,7 +12,8 @@ per distinct id in the batch or once per char of the vocab (glyphs: ``ModelConfi
 vocab's 21 k glyphs in one batched pass keep every shape static, for accelerators and ``torch.compile``),
 or once per syllable of the vocab (pinyin, 1.5 k of them), never per token, and gathered. The fusion
 Linear over the concatenation is split into its three column blocks (W [c‖g‖p] = W_c c + W_g g + W_p p),
-which lets each block also run per id: per token only a gather and two adds remain.
+which lets each block also run per id: per token only a gather and two adds remain. Fine-tuning can fix the two
+nets and keep their features as tables (``FusionEmbeddings.freeze_nets``): a step is then gathers and matmuls only.
 
 Glyph and pinyin features are *centred*: a glyph's feature minus the feature of the vocab's mean glyph
 image, a syllable's minus the mean over the syllables of the vocab. Without it the shared glyph and pinyin
