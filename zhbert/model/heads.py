@@ -52,12 +52,10 @@ class ClassificationHead(nn.Module):
         self.out = nn.Linear(cfg.hidden_size, num_labels)
 
     def forward(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """h (B, T, H), attention_mask (B, T) 1 on real tokens (``mean`` only; none: every position) →
-        logits (B, num_labels)."""
+        """h (B, T, H), attention_mask (B, T) 1 on real tokens, which ``mean`` needs (the pair head of pretraining
+        reads [CLS] and is called without it) → logits (B, num_labels)."""
         if self.pooling == "cls":
             x = h[:, 0]
-        elif attention_mask is None:
-            x = h.mean(1)
         else:
             keep = attention_mask.to(h.dtype)[..., None]  # (B, T, 1)
             x = (h * keep).sum(1) / keep.sum(1).clamp(min=1)
