@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from launch import task_inputs
 
 from zhbert.finetune.features import collate
+from zhbert.model.embeddings import SPECIAL_SYLLABLES
 
 
 def mean_cosine(v: torch.Tensor) -> float:
@@ -37,13 +38,14 @@ def spread(model: str, task: str, data: str, inputs: int) -> str:
             f"mean of the tokens {mean_cosine((h * keep).sum(1) / keep.sum(1)):.3f}")
     if export.model.embedding == "fusion":
         emb = bert.embeddings
-        w_char, w_glyph, w_pinyin = emb.fuse.weight.chunk(3, dim=1)  # the full fusion: char, glyph, pinyin
-        hanzi = batch["pinyin_ids"] >= 3  # 0 [PAD] (non-hanzi), 1 [UNK], 2 [MASK]
+        w_char, *w_parts = emb.fuse.weight.chunk(1 + len(emb.inputs), dim=1)  # as FusionEmbeddings.forward splits it
+        hanzi = batch["pinyin_ids"] >= SPECIAL_SYLLABLES  # 0 [PAD] (non-hanzi), 1 [UNK], 2 [MASK]
         chars, syllables = batch["input_ids"][hanzi].unique(), batch["pinyin_ids"][hanzi].unique()
-        lengths = [F.linear(emb.tokens(chars), w_char), F.linear(emb._glyph_features(chars), w_glyph),
-                   F.linear(emb._pinyin_features()[syllables], w_pinyin)]
-        line += "; fused blocks, mean length: char {:.3f}, glyph {:.3f}, pinyin {:.3f}".format(
-            *(x.norm(dim=1).mean().item() for x in lengths))
+        features = {"glyph": lambda: emb._glyph_features(chars), "pinyin": lambda: emb._pinyin_features()[syllables]}
+        blocks = {"char": F.linear(emb.tokens(chars), w_char),
+                  **{part: F.linear(features[part](), w) for part, w in zip(emb.inputs, w_parts)}}
+        line += "; fused blocks, mean length: " + ", ".join(
+            f"{part} {x.norm(dim=1).mean().item():.3f}" for part, x in blocks.items())
     return f"{line}  ({model})"
 
 
