@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -804,6 +805,29 @@ def test_a_task_runs_with_its_own_settings(tasks, exports, tmp_path):
                       ("tasks.sentiment.seeds=[2]", "seeds")):
         with pytest.raises(ConfigError, match=says):
             load(FinetuneConfig, None, [bad])
+
+
+def test_a_comparison_worker_prepares_a_run_once_and_writes_what_a_fresh_process_would(tasks, exports, tmp_path):
+    """`zhbert compare`'s worker keeps the task it prepared for the next seed of the same run (robustness sets
+    included); that seed's metrics and predictions are those of a process that prepared the task for it alone."""
+    from zhbert.compare import _finetune_seed, _Job, _prepared
+
+    cfg = load(FinetuneConfig, ROOT / "configs/finetune/tiny.toml",
+               ["seeds=[1, 2]", "epochs=1", "max_train=64", "max_len=64"]).for_task("msra_ner")
+    job = _Job("finetune char msra_ner", cfg, exports["char"], "msra_ner", tasks / "msra_ner", tmp_path / "pool", "k")
+    _prepared.clear()
+    _finetune_seed(job, 1)
+    first = _prepared["k"]
+    _finetune_seed(job, 2)
+    assert _prepared["k"] is first
+    assert "prepared for an earlier seed" in (tmp_path / "pool/seed-2/finetune.log").read_text()
+    finetune(replace(cfg, seeds=[2]), exports["char"], "msra_ner", tasks / "msra_ner", tmp_path / "fresh")
+    pooled, fresh = (json.loads((tmp_path / f"{run}/seed-2/metrics.json").read_text()) for run in ("pool", "fresh"))
+    assert {"test", "test.homophone", "test.lookalike"} <= set(pooled)
+    assert {k: v for k, v in pooled.items() if k != "wall_s"} == {k: v for k, v in fresh.items() if k != "wall_s"}
+    assert (tmp_path / "pool/seed-2/predictions.jsonl").read_bytes() == \
+        (tmp_path / "fresh/seed-2/predictions.jsonl").read_bytes()
+    _prepared.clear()
 
 
 # -- bundled tasks -----------------------------------------------------------------------------------------

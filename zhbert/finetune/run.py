@@ -130,11 +130,33 @@ class FinetuneConfig:
         return from_dict(FinetuneConfig, to_dict(self) | self.tasks.get(name, {}) | {"tasks": {}}, f"tasks.{name}.")
 
 
-def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
-             out_dir: str | Path, summary: bool = True) -> dict[str, Any] | None:
-    """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
-    docstring and return the summary. With ``summary=False`` only the seed folders are written (a comparison runs
-    a task's seeds in processes of their own, then calls ``summarise``)."""
+@dataclass
+class PreparedTask:
+    """A task read, perturbed and encoded for one export: everything a run's seeds share, so that a process that
+    fine-tunes several seeds of a run prepares it once (``zhbert compare``'s workers; seeding comes after)."""
+
+    cfg: FinetuneConfig
+    """The task's settings (``FinetuneConfig.for_task``)."""
+    export: Export
+    kind: Kind
+    data: dict[str, list[Example] | None]
+    """Examples per split: train, dev, test (None where the task has no such file), the robustness sets."""
+    encoded: dict[str, TaskFeatures]
+    counts: dict[str, dict[str, Any]]
+    """Per split: what reading dropped or changed, and the encoding counts."""
+    encode_s: float
+
+    def describe(self) -> str:
+        """The header of a seed's log: the model, and every example dropped or changed, every [UNK], every cut."""
+        lines = [f"{self.kind.spec.name}: {self.export.model.embedding} model {self.export.folder}, mode "
+                 f"{self.cfg.mode}; encoded in {self.encode_s:.1f}s"]
+        lines += [f"  {s:<5} " + _describe(c, self.cfg, self.export) for s, c in self.counts.items()]
+        return "\n".join(lines)
+
+
+def prepare(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path) -> PreparedTask:
+    """Read ``task``'s splits from ``data_dir``, add the robustness sets and encode them all for the export in
+    ``model_dir``."""
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     cfg = cfg.for_task(spec.name)
     if cfg.threads:
@@ -142,7 +164,6 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
     export = load_export(model_dir)
     encoder = TaskEncoder(export, spec, cfg.max_len, cfg.stride, cfg.max_query_len)  # checks max_len first
     kind = encoder.kind
-    out_dir = Path(out_dir)
     reads: dict[str, dict[str, Any]] = {s: {} for s in ("train", "dev", "test")}
     data = {s: read_split(spec, data_dir, s, reads[s]) for s in reads}
     if data["dev"] is None:
@@ -157,17 +178,21 @@ def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, d
     t0 = time.perf_counter()
     encoded = {s: encoder.encode(exs) for s, exs in data.items() if exs is not None}
     counts = {s: reads[s] | e.counts for s, e in encoded.items()}
-    print(f"{spec.name}: {export.model.embedding} model {export.folder}, mode {cfg.mode}; "
-          f"encoded in {time.perf_counter() - t0:.1f}s")
-    for s, c in counts.items():
-        print(f"  {s:<5} " + _describe(c, cfg, export))
-    for seed in cfg.seeds:
-        _run_seed(cfg, export, kind, data, encoded, seed, seed_dir(out_dir, seed), counts)
-    if not summary:
-        return None
-    result = summarise(cfg, out_dir)
-    print(f"{spec.name} {result['split']} {result['metric']}: {result['mean']:.4f} ± {result['std']:.4f} over seeds "
-          f"{cfg.seeds} → {out_dir}")
+    return PreparedTask(cfg, export, kind, data, encoded, counts, time.perf_counter() - t0)
+
+
+def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
+             out_dir: str | Path) -> dict[str, Any]:
+    """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
+    docstring and return the summary. (A comparison runs each seed in a process of its own: ``prepare``,
+    ``run_seed``, then ``summarise`` once a run's seeds are done.)"""
+    run = prepare(cfg, model_dir, task, data_dir)
+    print(run.describe())
+    for seed in run.cfg.seeds:
+        run_seed(run, seed, seed_dir(out_dir, seed))
+    result = summarise(run.cfg, out_dir)
+    print(f"{run.kind.spec.name} {result['split']} {result['metric']}: {result['mean']:.4f} ± {result['std']:.4f} "
+          f"over seeds {run.cfg.seeds} → {out_dir}")
     return result
 
 
@@ -229,10 +254,12 @@ def _optimizer(cfg: FinetuneConfig, model: FinetuneModel, steps: int) -> tuple[t
     return opt, sched
 
 
-def _run_seed(cfg: FinetuneConfig, export: Export, kind: Kind, data: dict[str, list[Example] | None],
-              encoded: dict[str, TaskFeatures], seed: int, out: Path, counts: dict[str, dict]) -> dict[str, Any]:
+def run_seed(run: PreparedTask, seed: int, out: Path) -> dict[str, Any]:
+    """Fine-tune once from ``seed`` (head init, dropout, batch order), keep the best dev epoch, predict every
+    split and write ``out``'s metrics.json, predictions and submission file; return the metrics."""
     t0 = time.perf_counter()
     _seed_everything(seed)
+    cfg, export, kind, data, encoded, counts = run.cfg, run.export, run.kind, run.data, run.encoded, run.counts
     device = _device(cfg)
     spec = kind.spec
     model = FinetuneModel(kind.head(export.folder, cfg.pooling), cfg.mode, cfg.adapter_size,
