@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from conftest import take
 from test_prep import config
+from tokenizers import models
 
 from zhbert.data.prep import run_prep
 from zhbert.data.shards import load_shards
-from zhbert.data.vocab import CharVocab
+from zhbert.data.text import HANZI_RUN
+from zhbert.data.vocab import SPECIAL_TOKENS, CharVocab, _bert_chinese, count
 from zhbert.data.word_view import build_word_view
 from zhbert.files import read_json
 from zhbert.layout import WORD_VOCAB
@@ -34,6 +38,24 @@ def test_training_is_deterministic_and_respects_size_and_min_count(texts):
     assert len(CharVocab.train(texts, size=500)) == 500
     rare = CharVocab.train(texts + ["龘"], min_count=2)
     assert "龘" not in rare.tokens and "龘" in CharVocab.train(texts + ["龘"], min_count=1).tokens
+
+
+def test_counting_a_character_at_a_time_matches_the_tokenizer_reading_each_text(demo_corpus):
+    """``count`` normalises and classes each distinct character once; the counts must be those of running the
+    tokenizer's normaliser and pre-tokeniser over every text (real text of every source, and accents, Greek
+    capitals, full-width forms, ligatures and controls, which the normaliser changes)."""
+    texts = [d["text"] for s in ("peoples_daily", "reviews", "msra_news", "xinhua_idioms", "xinhua_dictionary")
+             for d in take(demo_corpus, s, 2000, every=3)]
+    texts += ["Café naïve ΟΔΟΣ İstanbul", "ＡＢＣ１２３ｘｙｚ，ｄｅｆ。", "ﬁnal\x00tab\there\u200bzero-width",
+              "Ǆemal 3.14%"]
+    tok = _bert_chinese(models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS)}, unk_token="[UNK]"))
+    chars, words = Counter(), Counter()
+    for text in texts:
+        text = tok.normalizer.normalize_str(text)
+        chars.update(text)
+        words.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(HANZI_RUN.sub(" ", text)) if len(w) > 1)
+    assert len(words) > 500  # the texts hold Latin and digit words enough to compare
+    assert count(texts) == (chars, words)
 
 
 def test_vocab_txt_round_trip_and_adoption(texts, tmp_path):
