@@ -17,6 +17,17 @@ from zhbert.data.vocab import CharVocab
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test` runs one worker per core) each worker, and the processes it starts, uses
+    one thread: two workers with torch's default of one thread per core would ask for twice the cores there are,
+    and OpenMP threads that wait on a busy core spin."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory) -> Path:
     """The whole embedded corpus as JSON lines (about 9.5 M characters), or the folder of such files that
