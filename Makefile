@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/zhbert demo
 
-# One pytest-xdist worker per core, a test file per worker at a time (its module fixtures are built once):
-# on 2 cores the suite ran 26 min in one process, which kept a core idle through most tests.
+# One pytest-xdist worker per core, a test file per worker at a time (its module fixtures are built once), the
+# longest files first (tests/conftest.py): in one process the suite kept one of the 2 cores idle most of the time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check zhbert pipelines tests benchmarks
