@@ -256,7 +256,7 @@ def _seed_log(job: _Job, seed: int) -> Path:
 _prepared: dict[str, PreparedTask] = {}
 """In a worker process: the task last prepared, by its run's key. The pool hands out seeds in run order, so a
 worker mostly gets the next seed of the run it just did, and reads and encodes the task once a run, not once a
-seed (about 3 s a seed on 2 cores, a twentieth of the demo's fine-tuning)."""
+seed (the demo: 16 preparations instead of 64, 68 s less of its fine-tuning's wall time; docs/learning.md §20)."""
 
 
 def _finetune_seed(job: _Job, seed: int) -> None:

@@ -184,8 +184,8 @@ def prepare(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, da
 def finetune(cfg: FinetuneConfig, model_dir: str | Path, task: str | TaskSpec, data_dir: str | Path,
              out_dir: str | Path) -> dict[str, Any]:
     """Fine-tune the export in ``model_dir`` on ``task`` once per seed; write the files listed in the module
-    docstring and return the summary. (A comparison runs each seed in a process of its own: ``prepare``,
-    ``run_seed``, then ``summarise`` once a run's seeds are done.)"""
+    docstring and return the summary. (A comparison hands seeds to worker processes, which call ``prepare`` once a
+    run and ``run_seed`` once a seed; it calls ``summarise`` when a run's seeds are done.)"""
     run = prepare(cfg, model_dir, task, data_dir)
     print(run.describe())
     for seed in run.cfg.seeds:
