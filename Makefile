@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/zhbert demo
 
-# One pytest-xdist worker per core, a test file per worker at a time (its module fixtures are built once), the
-# longest files first (tests/conftest.py): in one process the suite kept one of the 2 cores idle most of the time.
+# One pytest-xdist worker per core (xdist >= 3.8 for --no-loadscope-reorder), a test file per worker at a time (its
+# module fixtures are built once), the longest files first (tests/conftest.py): in one process the suite kept one of
+# the 2 cores idle most of the time.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
